@@ -1,0 +1,1 @@
+"""The network edges: worker bridge, HTTP listener, protocol models, assembly."""

@@ -1,0 +1,91 @@
+"""Assembly: open the log, build the engine and its modules, start the listeners.
+
+``Server.start`` returns once every listener is bound (ports known, port 0 allowed);
+``Server.stop`` shuts down in order: close worker sockets (GOING_AWAY), stop the
+listeners, cancel the engine's tasks, let the writer drain, close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from engine import builtins
+from engine.config import EngineConfig
+from engine.core import Engine
+from engine.state import StateModule
+from eventlog import LogTail, LogWriter, SqliteStore
+
+from .http_server import HttpModule
+from .worker_ws import WorkerConnection, make_worker_app
+
+log = logging.getLogger("iiilog.app")
+
+
+@dataclass
+class Server:
+    config: EngineConfig
+    engine: Engine | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    _runners: list[web.AppRunner] = field(default_factory=list)
+    _writer_task: asyncio.Task[Any] | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        store = await SqliteStore.open(
+            cfg.data_dir, synchronous=cfg.synchronous  # type: ignore[arg-type]
+        )
+        writer = LogWriter(store, max_batch=cfg.max_batch)
+        tail = LogTail(store)
+        writer.on_commit(tail.publish)
+        engine = Engine(store=store, writer=writer, tail=tail)
+        self.engine = engine
+        self._writer_task = asyncio.get_running_loop().create_task(
+            writer.run(), name="log-writer"
+        )
+        builtins.install(engine)
+        StateModule(engine, max_value_bytes=cfg.state_max_value_bytes,
+                    triggers_enabled=cfg.state_triggers_enabled)
+        self.ports["worker"] = await self._listen(
+            make_worker_app(engine), cfg.worker_host, cfg.worker_port
+        )
+        if cfg.http is not None:
+            http = HttpModule(engine, cfg.http)
+            self.ports["http"] = await self._listen(
+                http.make_app(), cfg.http.host, cfg.http.port
+            )
+        log.info("log head at offset %d", store.head)
+
+    async def _listen(self, app: web.Application, host: str, port: int) -> int:
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        server = site._server
+        assert isinstance(server, asyncio.base_events.Server)
+        return int(server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        engine = self.engine
+        if engine is not None:
+            for peer in list(engine.workers.values()):
+                if isinstance(peer, WorkerConnection):
+                    await peer.close()
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        if engine is not None:
+            await engine.stop()
+            writer_task = self._writer_task
+            if writer_task is not None:
+                await engine.writer.close()  # queued writes still commit
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer_task
+            await engine.store.close()
+            self.engine = None

@@ -1,0 +1,241 @@
+"""The HTTP listener: routes registered by ``http`` triggers (spec/modules.md §3).
+
+This module is the edge: it reads requests, builds iii's request object, runs
+global middleware, the route's condition and middleware, then the handler, and
+writes the response. Route matching and response shaping are pure
+(``engine.http_routes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from engine.core import CallContext, Engine, TriggerBinding
+from engine.errors import EngineError
+from engine.http_routes import (
+    STANDARD_KEYS,
+    Route,
+    RouteTable,
+    error_envelope,
+    parse_route,
+    shape_response,
+)
+from eventlog.codec import dumps_bytes, loads
+
+log = logging.getLogger("iiilog.http")
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+@dataclass
+class HttpConfig:
+    host: str = "0.0.0.0"
+    port: int = 3111
+    default_timeout: int = 30_000  # ms
+    concurrency_request_limit: int = 1024
+    cors: dict[str, Any] | None = None
+    middleware: list[dict[str, Any]] = field(default_factory=list)
+    body_fields_at_top_level: bool = True
+    plain_results: bool = True
+
+
+def _json_response(status: int, body: bytes, extra: dict[str, str] | None = None
+                   ) -> web.Response:
+    headers = {"content-type": "application/json", **(extra or {})}
+    return web.Response(status=status, body=body, headers=headers)
+
+
+class HttpModule:
+    """The ``http`` trigger type and the request pipeline."""
+
+    def __init__(self, engine: Engine, config: HttpConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.routes = RouteTable()
+        self._slots = asyncio.Semaphore(max(1, config.concurrency_request_limit))
+        engine.add_provider("http", self, "Expose a function as an HTTP endpoint")
+
+    # -- trigger provider ----------------------------------------------------------
+
+    async def register(self, binding: TriggerBinding) -> None:
+        route = parse_route(binding.id, binding.function_id, binding.config)
+        self.routes.add(route)
+
+    async def unregister(self, binding: TriggerBinding) -> None:
+        self.routes.remove(binding.id)
+
+    # -- aiohttp -------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    def _cors_headers(self, request: web.Request) -> dict[str, str] | None:
+        origin = request.headers.get("Origin")
+        cors = self.config.cors or {}
+        origins = cors.get("allowed_origins") or []
+        methods = cors.get("allowed_methods") or []
+        if origins and "*" not in origins and origin not in origins:
+            return None
+        headers = {"access-control-allow-origin": origin or "*"}
+        if origin:
+            headers["vary"] = "Origin"
+        wanted = request.headers.get("Access-Control-Request-Method")
+        if wanted is not None:
+            allowed = ", ".join(m.upper() for m in methods) if methods else (
+                wanted or "GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS"
+            )
+            headers["access-control-allow-methods"] = allowed
+            headers["access-control-allow-headers"] = request.headers.get(
+                "Access-Control-Request-Headers", "*"
+            )
+            headers["access-control-max-age"] = "86400"
+        return headers
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        cors = self._cors_headers(request)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in (
+            request.headers
+        ):
+            return web.Response(status=204, headers=cors or {})
+        async with self._slots:
+            response = await self._handle(request)
+        if cors:
+            for name, value in cors.items():
+                if not name.startswith("access-control-allow-m") and not name.startswith(
+                    "access-control-allow-h"
+                ):
+                    response.headers.setdefault(name, value)
+        return response
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.rel_url.raw_path
+        route, path_exists, params = self.routes.match(request.method, path)
+        if route is None:
+            if path_exists:
+                return web.Response(status=405)
+            return _json_response(404, error_envelope("NOT_FOUND", "Not Found"))
+        timeout = self.config.default_timeout / 1000
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._run(request, route, params)
+        except TimeoutError:
+            return web.Response(status=504)
+
+    async def _run(
+        self, request: web.Request, route: Route, params: dict[str, str]
+    ) -> web.StreamResponse:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        query = dict(request.query.items())
+        meta = {
+            "path_params": params,
+            "query_params": query,
+            "headers": headers,
+            "method": request.method,
+        }
+        for mw in sorted(self.config.middleware, key=lambda m: m.get("priority", 0)):
+            if mw.get("phase", "preHandler") != "preHandler":
+                continue
+            early = await self._middleware(str(mw.get("function_id")), meta)
+            if early is not None:
+                return early
+        body: Any = None
+        if "application/json" in request.headers.get("content-type", ""):
+            raw = await request.read()
+            if raw.strip():
+                try:
+                    body = loads(raw)
+                except ValueError as e:
+                    return _json_response(
+                        400, error_envelope("INVALID_JSON",
+                                            f"Request body is not valid JSON: {e}"),
+                    )
+        payload: dict[str, Any] = {
+            "query_params": query,
+            "path_params": params,
+            "headers": headers,
+            "path": route.api_path,
+            "method": request.method,
+            "body": body,
+            "trigger": {"type": "http", "path": route.api_path,
+                        "method": request.method},
+        }
+        if self.config.body_fields_at_top_level and isinstance(body, dict):
+            for name, value in body.items():
+                if name not in STANDARD_KEYS:
+                    payload[name] = value
+        if route.condition_function_id:
+            try:
+                verdict = await self.engine.invoke(
+                    route.condition_function_id, payload,
+                    CallContext(function_id=route.condition_function_id),
+                )
+            except EngineError as e:
+                return self._error(e, route)
+            if verdict is False:
+                return _json_response(422, dumps_bytes({
+                    "error": {"code": "CONDITION_NOT_MET",
+                              "message": "Request condition not met"},
+                    "skipped": True}))
+        for mw_id in route.middleware_function_ids:
+            early = await self._middleware(mw_id, meta)
+            if early is not None:
+                return early
+        try:
+            result = await self.engine.invoke(
+                route.function_id, payload,
+                CallContext(function_id=route.function_id),
+            )
+        except EngineError as e:
+            return self._error(e, route)
+        status, out_headers, out_body = shape_response(
+            result, plain_results=self.config.plain_results
+        )
+        response = web.Response(status=status, body=out_body)
+        for name, value in out_headers:
+            if name.lower() in ("content-length", "transfer-encoding"):
+                continue
+            response.headers[name] = value
+        return response
+
+    async def _middleware(
+        self, function_id: str, meta: dict[str, Any]
+    ) -> web.Response | None:
+        payload = {"phase": "preHandler", "request": meta, "context": {}}
+        timeout = self.config.default_timeout / 1000
+        try:
+            async with asyncio.timeout(timeout):
+                result = await self.engine.invoke(
+                    function_id, payload, CallContext(function_id=function_id)
+                )
+        except TimeoutError:
+            return _json_response(504, error_envelope(
+                "MIDDLEWARE_TIMEOUT", "Middleware timeout"))
+        except EngineError as e:
+            return self._error(e, None)
+        if isinstance(result, dict) and result.get("action") == "respond":
+            resp = result.get("response") or {}
+            status = resp.get("status_code", 200) if isinstance(resp, dict) else 200
+            response = _json_response(
+                status if isinstance(status, int) else 200,
+                dumps_bytes(resp.get("body") if isinstance(resp, dict) else None),
+            )
+            headers = resp.get("headers") if isinstance(resp, dict) else None
+            if isinstance(headers, dict):
+                for name, value in headers.items():
+                    if isinstance(value, str):
+                        response.headers[name] = value
+            return response
+        return None
+
+    def _error(self, error: EngineError, route: Route | None) -> web.Response:
+        error_id = uuid.uuid4().hex[:12]
+        log.error("http %s failed [%s]: %s", route.display if route else "middleware",
+                  error_id, error)
+        return _json_response(500, error_envelope(error.code, error.message, error_id))

@@ -1,0 +1,242 @@
+"""The worker bridge: iii workers' WebSocket on ``/`` (and a drain for ``/otel``).
+
+It moves frames and calls the engine, nothing more. Frames are read and applied
+in arrival order; invocations run in their own tasks so the read loop never waits
+for a result. Outbound frames go through one bounded queue and one writer task
+per connection. A bad frame is logged and dropped; the socket stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from engine.core import CallContext, Engine, FunctionEntry, TriggerBinding, now_ms
+from engine.errors import EngineError
+
+from .protocol import (
+    MAX_MESSAGE_BYTES,
+    CloseCode,
+    InvocationResult,
+    InvokeFunction,
+    Ping,
+    ProtocolError,
+    Reattach,
+    RegisterFunction,
+    RegisterTrigger,
+    UnknownMessage,
+    UnregisterFunction,
+    UnregisterTrigger,
+    encode,
+    parse_frame,
+)
+
+log = logging.getLogger("iiilog.bridge")
+OUTBOX_SIZE = 4096
+
+
+class WorkerConnection:
+    """One worker socket; the engine's ``Peer``."""
+
+    def __init__(self, engine: Engine, ws: web.WebSocketResponse, ip: str | None
+                 ) -> None:
+        self.engine = engine
+        self.ws = ws
+        self.ip = ip
+        self.id = str(uuid.uuid4())
+        self.reattach_token = str(uuid.uuid4())
+        self.name: str | None = None
+        self.metadata: dict[str, Any] = {}
+        self.connected_at_ms = now_ms()
+        self.inflight: set[str] = set()
+        self.closed = False
+        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_SIZE)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.closed:
+            raise EngineError("invocation_stopped", "Invocation stopped")
+        await self._outbox.put(encode(message))
+
+    async def _write_loop(self) -> None:
+        while True:
+            frame = await self._outbox.get()
+            if frame is None or self.ws.closed:
+                return
+            try:
+                await self.ws.send_str(frame)
+            except (ConnectionResetError, RuntimeError) as e:
+                log.debug("worker %s: send failed: %s", self.id, e)
+                return
+
+    async def serve(self) -> None:
+        writer = asyncio.get_running_loop().create_task(
+            self._write_loop(), name=f"worker-writer:{self.id}"
+        )
+        self.engine.connect(self)
+        try:
+            await self.send({
+                "type": "workerregistered",
+                "worker_id": self.id,
+                "reattach_token": self.reattach_token,
+            })
+            async for msg in self.ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await self._on_frame(msg.data)
+                elif msg.type == WSMsgType.ERROR:
+                    log.warning("worker %s: socket error: %s", self.id,
+                                self.ws.exception())
+        finally:
+            await self.close()
+            with contextlib.suppress(asyncio.QueueFull):
+                self._outbox.put_nowait(None)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def close(self) -> None:
+        """Run the §1.7 cleanup once, as soon as the socket is done."""
+        if self.closed:
+            return
+        self.closed = True
+        await self.engine.disconnect(self)
+        if not self.ws.closed:
+            await self.ws.close(code=CloseCode.GOING_AWAY)
+
+    async def _on_frame(self, frame: str | bytes) -> None:
+        if isinstance(frame, bytes) and frame[:4] in (b"OTLP", b"LOGS", b"MTRC"):
+            return  # telemetry sent on the main socket: accepted and dropped
+        try:
+            msg = parse_frame(frame)
+        except ProtocolError as e:
+            log.warning("worker %s: frame dropped: %s", self.id, e)
+            return
+        try:
+            await self._dispatch(msg)
+        except Exception:
+            log.exception("worker %s: handling %s failed", self.id, msg.type)
+
+    async def _dispatch(self, msg: Any) -> None:
+        engine = self.engine
+        if isinstance(msg, InvokeFunction):
+            engine.spawn(self._invoke(msg), name=f"invoke:{msg.function_id}")
+        elif isinstance(msg, InvocationResult):
+            engine.resolve(msg.invocation_id, msg.result, msg.error)
+        elif isinstance(msg, RegisterFunction):
+            engine.register_function(self, FunctionEntry(
+                msg.id, description=msg.description,
+                request_format=msg.request_format,
+                response_format=msg.response_format, metadata=msg.metadata,
+            ))
+        elif isinstance(msg, UnregisterFunction):
+            engine.unregister_function(self, msg.id)
+        elif isinstance(msg, RegisterTrigger):
+            await self._register_trigger(msg)
+        elif isinstance(msg, UnregisterTrigger):
+            await engine.unregister_trigger(msg.id, self)
+        elif isinstance(msg, Reattach):
+            await self._reattach(msg)
+        elif isinstance(msg, Ping):
+            await self.send({"type": "pong"})
+        elif isinstance(msg, UnknownMessage):
+            log.info("worker %s: unknown message type %r ignored", self.id, msg.type)
+        # registerservice, pong, trigger types (not yet provided by workers): no-op
+
+    async def _register_trigger(self, msg: RegisterTrigger) -> None:
+        binding = TriggerBinding(
+            id=msg.id, trigger_type=msg.trigger_type, function_id=msg.function_id,
+            config=msg.config, metadata=msg.metadata, owner=self,
+        )
+        try:
+            await self.engine.register_trigger(binding)
+        except EngineError as e:
+            log.warning("worker %s: trigger %s (%s) refused: %s",
+                        self.id, msg.id, msg.trigger_type, e.message)
+            await self.send({
+                "type": "triggerregistrationresult",
+                "id": msg.id,
+                "trigger_type": msg.trigger_type,
+                "function_id": msg.function_id,
+                "error": {"code": e.code, "message": e.message},
+            })
+
+    async def _reattach(self, msg: Reattach) -> None:
+        old = self.engine.workers.get(msg.previous_worker_id or "")
+        if not isinstance(old, WorkerConnection) or old is self:
+            return
+        if msg.reattach_token != old.reattach_token:
+            log.warning("worker %s: reattach with a wrong token ignored", self.id)
+            return
+        await old.close()
+
+    async def _invoke(self, msg: InvokeFunction) -> None:
+        action = msg.action_type
+        reply = msg.invocation_id is not None and action != "void"
+        ctx = CallContext(
+            function_id=msg.function_id, caller=self, metadata=msg.metadata,
+            traceparent=msg.traceparent, baggage=msg.baggage,
+        )
+        try:
+            if action == "enqueue":
+                raise EngineError(
+                    "enqueue_error",
+                    "No queue provider is installed. Queues are not available yet.",
+                )
+            result = await self.engine.invoke(msg.function_id, msg.data, ctx)
+        except EngineError as e:
+            if not reply:
+                log.info("void call %s failed: %s", msg.function_id, e)
+                return
+            await self._reply(msg, error=e.body())
+        except Exception as e:
+            log.exception("invocation of %s failed", msg.function_id)
+            if reply:
+                await self._reply(msg, error={"code": "invocation_error",
+                                              "message": str(e)})
+        else:
+            if reply:
+                await self._reply(msg, result=result)
+
+    async def _reply(self, msg: InvokeFunction, *, result: Any = None,
+                     error: dict[str, Any] | None = None) -> None:
+        out: dict[str, Any] = {
+            "type": "invocationresult",
+            "invocation_id": msg.invocation_id,
+            "function_id": msg.function_id,
+        }
+        if error is not None:
+            out["error"] = error
+        else:
+            out["result"] = result
+        if not self.closed:
+            await self.send(out)
+
+
+async def worker_handler(request: web.Request) -> web.WebSocketResponse:
+    engine: Engine = request.app["engine"]
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
+    await ws.prepare(request)
+    conn = WorkerConnection(engine, ws, request.remote)
+    await conn.serve()
+    return ws
+
+
+async def otel_handler(request: web.Request) -> web.WebSocketResponse:
+    """Telemetry socket: accepted and drained (log ingestion comes later)."""
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
+    await ws.prepare(request)
+    async for _ in ws:
+        pass
+    return ws
+
+
+def make_worker_app(engine: Engine) -> web.Application:
+    app = web.Application()
+    app["engine"] = engine
+    app.router.add_get("/otel", otel_handler)
+    app.router.add_get("/{tail:.*}", worker_handler)
+    return app

@@ -1,0 +1,1 @@
+"""The engine: registry, invocation routing and the built-in modules."""

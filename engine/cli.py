@@ -1,0 +1,86 @@
+"""The ``iiilog`` command: ``serve`` runs the engine (DESIGN.md §8)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from api.app import Server
+from eventlog import EventLogError
+
+from .config import ConfigError, load
+
+log = logging.getLogger("iiilog")
+
+
+def _public(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+async def serve(args: argparse.Namespace) -> int:
+    cfg = load(Path(args.config) if args.config else None)
+    if args.data_dir:
+        cfg.data_dir = Path(args.data_dir)
+    server = Server(cfg)
+    try:
+        await server.start()
+    except EventLogError as e:
+        log.error("cannot start: %s", e)
+        await server.stop()
+        return 2
+    host = _public(cfg.worker_host)
+    urls = {"worker_url": f"ws://{host}:{server.ports['worker']}"}
+    if "http" in server.ports and cfg.http is not None:
+        urls["http_url"] = f"http://{_public(cfg.http.host)}:{server.ports['http']}"
+    info = {"pid": os.getpid(), **urls, "data_dir": str(cfg.data_dir)}
+    ready = cfg.data_dir / "engine.json"
+    ready.write_text(json.dumps(info))
+    print("iiilog is running", flush=True)
+    for name, url in urls.items():
+        print(f"  {name.replace('_url', ''):<8} {url}", flush=True)
+    print(f"  data     {cfg.data_dir}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+    ready.unlink(missing_ok=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="iiilog", description=__doc__)
+    parser.add_argument("--log-level", default=os.environ.get("IIILOG_LOG", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_serve = sub.add_parser("serve", help="run the engine")
+    p_serve.add_argument("--config", help="iii config.yaml (default: built in)")
+    p_serve.add_argument("--data-dir", help="where the log lives (default ./data)")
+    p_replay = sub.add_parser("replay", help="rebuild and verify views from the log")
+    p_replay.add_argument("rest", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.command == "replay":
+        from scripts.replay import main as replay_main
+
+        return replay_main(args.rest)
+    try:
+        return asyncio.run(serve(args))
+    except ConfigError as e:
+        log.error("config error: %s", e)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

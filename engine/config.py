@@ -1,0 +1,148 @@
+"""The engine config: iii's ``config.yaml`` format, read on every start.
+
+``${VAR}`` / ``${VAR:default}`` are substituted in the raw text before YAML
+parsing (a set variable wins, even if empty; unset without default is an error).
+Modules we do not implement are warned about and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from api.http_server import HttpConfig
+
+log = logging.getLogger("iiilog.config")
+
+DEFAULT_CONFIG = """\
+# iiilog default config (iii config.yaml format).
+workers:
+  - name: iii-worker-manager
+    config: {host: 0.0.0.0, port: ${IIILOG_WORKER_PORT:49134}}
+  - name: iii-http
+    config: {host: 0.0.0.0, port: ${IIILOG_HTTP_PORT:3111}}
+  - name: iii-stream
+    config: {host: 0.0.0.0, port: ${IIILOG_STREAM_PORT:3112}}
+  - name: iii-state
+  - name: iiilog-eventlog
+    config: {data_dir: "${IIILOG_DATA_DIR:./data}", synchronous: full}
+"""
+
+_VAR = re.compile(r"\$\{([^}:]+)(?::([^}]*))?\}")
+ALWAYS_ON = {"iii-worker-manager", "iii-observability", "configuration",
+             "iii-engine-functions", "iii-telemetry"}
+NOT_YET = {"iii-stream", "iii-cron", "cron", "iii-pubsub", "pubsub", "iii-queue",
+           "queue", "iii-http-functions", "iii-exec", "iii-bridge"}
+
+
+class ConfigError(ValueError):
+    """The config file cannot be used; the engine does not start."""
+
+
+def substitute(text: str, env: dict[str, str] | None = None) -> str:
+    env = dict(os.environ) if env is None else env
+
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in env:
+            return env[name]
+        if default is None:
+            raise ConfigError(f"environment variable {name} is not set and has no"
+                              " default")
+        return default
+
+    return _VAR.sub(repl, text)
+
+
+@dataclass
+class EngineConfig:
+    worker_host: str = "0.0.0.0"
+    worker_port: int = 49134
+    http: HttpConfig | None = field(default_factory=HttpConfig)
+    state_max_value_bytes: int | None = None
+    state_triggers_enabled: bool = True
+    data_dir: Path = Path("./data")
+    synchronous: str = "full"
+    max_batch: int = 512
+    skipped: list[str] = field(default_factory=list)
+
+
+def _int(cfg: dict[str, Any], name: str, default: int | None) -> int | None:
+    value = cfg.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
+    try:
+        doc = yaml.safe_load(substitute(text, env)) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid YAML: {e}") from e
+    if not isinstance(doc, dict):
+        raise ConfigError("the config must be a mapping with a `workers` list")
+    unknown = set(doc) - {"workers", "modules", "registration_namespace_grace_ms"}
+    if unknown:
+        raise ConfigError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
+    entries = list(doc.get("workers") or []) + list(doc.get("modules") or [])
+    cfg = EngineConfig(http=None)
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ConfigError(f"each worker entry needs a `name`: {entry!r}")
+        name = entry["name"]
+        conf = entry.get("config") or {}
+        if not isinstance(conf, dict):
+            raise ConfigError(f"{name}: `config` must be a mapping")
+        if name == "iii-worker-manager":
+            cfg.worker_host = str(conf.get("host", "0.0.0.0"))
+            cfg.worker_port = _int(conf, "port", 49134) or 0
+        elif name in ("iii-http", "http"):
+            cfg.http = HttpConfig(
+                host=str(conf.get("host", "0.0.0.0")),
+                port=_int(conf, "port", 3111) or 0,
+                default_timeout=_int(conf, "default_timeout", 30_000) or 30_000,
+                concurrency_request_limit=_int(
+                    conf, "concurrency_request_limit", 1024) or 1024,
+                cors=conf.get("cors"),
+                middleware=list(conf.get("middleware") or []),
+                body_fields_at_top_level=bool(conf.get("body_fields_at_top_level",
+                                                       True)),
+            )
+        elif name in ("iii-state", "state"):
+            cfg.state_max_value_bytes = _int(conf, "max_value_bytes", None)
+            if cfg.state_max_value_bytes is not None and cfg.state_max_value_bytes < 1:
+                raise ConfigError("iii-state: max_value_bytes must be >= 1")
+            cfg.state_triggers_enabled = bool(conf.get("triggers_enabled", True))
+        elif name == "iiilog-eventlog":
+            cfg.data_dir = Path(str(conf.get("data_dir", "./data")))
+            sync = str(conf.get("synchronous", "full")).lower()
+            if sync not in ("off", "normal", "full", "extra"):
+                raise ConfigError("iiilog-eventlog: synchronous must be one of"
+                                  " off, normal, full, extra")
+            cfg.synchronous = sync
+            cfg.max_batch = _int(conf, "max_batch", 512) or 512
+        elif name in ALWAYS_ON:
+            continue
+        else:
+            reason = "not implemented yet" if name in NOT_YET else "unknown module"
+            log.warning("config: module %r skipped (%s)", name, reason)
+            cfg.skipped.append(name)
+    return cfg
+
+
+def load(path: Path | None, env: dict[str, str] | None = None) -> EngineConfig:
+    if path is None:
+        return parse(DEFAULT_CONFIG, env)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e}") from e
+    return parse(text, env)

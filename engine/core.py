@@ -1,0 +1,301 @@
+"""The engine: function registry, trigger bindings and invocation routing.
+
+It knows nothing about sockets: a worker connection is a ``Peer`` (an id, some
+metadata and an async ``send``). Built-in modules register in-process functions
+and trigger-type providers here; workers register theirs through the bridge.
+Every background task has an owner: ``Engine.spawn`` keeps a reference and logs
+what a task raised; ``Engine.stop`` cancels what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from eventlog import LogTail, LogWriter, Origin, SqliteStore
+
+from .errors import EngineError, FunctionNotFound, TriggerRegistrationFailed
+
+log = logging.getLogger("iiilog.engine")
+
+
+class Peer(Protocol):
+    """A connected worker, as the engine sees it."""
+
+    id: str
+    name: str | None
+    metadata: dict[str, Any]
+    connected_at_ms: int
+    inflight: set[str]
+
+    async def send(self, message: dict[str, Any]) -> None: ...
+
+
+@dataclass(slots=True)
+class CallContext:
+    function_id: str
+    caller: Peer | None = None
+    metadata: Any = None
+    traceparent: str | None = None
+    baggage: str | None = None
+
+    def origin(self) -> Origin:
+        trace_id = None
+        if self.traceparent and self.traceparent.count("-") >= 2:
+            trace_id = self.traceparent.split("-")[1]
+        return Origin(
+            worker_id=self.caller.id if self.caller else None,
+            function_id=self.function_id,
+            trace_id=trace_id,
+        )
+
+
+Handler = Callable[[Any, CallContext], Awaitable[Any]]
+
+
+@dataclass(slots=True)
+class FunctionEntry:
+    id: str
+    owner: Peer | None = None  # None: built-in, served by ``handler``
+    handler: Handler | None = None
+    description: str | None = None
+    request_format: Any = None
+    response_format: Any = None
+    metadata: Any = None
+
+    @property
+    def internal(self) -> bool:
+        return isinstance(self.metadata, dict) and self.metadata.get("internal") is True
+
+
+@dataclass(slots=True)
+class TriggerBinding:
+    id: str
+    trigger_type: str
+    function_id: str
+    config: Any
+    metadata: Any = None
+    owner: Peer | None = None
+    state: Any = None  # the provider's own bookkeeping for this binding
+
+
+class TriggerProvider(Protocol):
+    """An in-process trigger type (state, http, ...)."""
+
+    async def register(self, binding: TriggerBinding) -> None:
+        """Validate and activate; raise ``TriggerRegistrationFailed`` to refuse."""
+
+    async def unregister(self, binding: TriggerBinding) -> None: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    future: asyncio.Future[Any]
+    target: Peer
+
+
+@dataclass
+class Engine:
+    store: SqliteStore
+    writer: LogWriter
+    tail: LogTail
+    functions: dict[str, FunctionEntry] = field(default_factory=dict)
+    triggers: dict[str, TriggerBinding] = field(default_factory=dict)
+    providers: dict[str, TriggerProvider] = field(default_factory=dict)
+    trigger_type_info: dict[str, str] = field(default_factory=dict)
+    workers: dict[str, Peer] = field(default_factory=dict)
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    # -- tasks -------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- functions ---------------------------------------------------------------
+
+    def add_builtin(
+        self, function_id: str, handler: Handler, description: str | None = None
+    ) -> None:
+        self.functions[function_id] = FunctionEntry(
+            function_id, handler=handler, description=description
+        )
+
+    def register_function(self, peer: Peer, entry: FunctionEntry) -> None:
+        current = self.functions.get(entry.id)
+        if current is not None and current.owner is None:
+            log.warning(
+                "worker %s tried to register built-in function %s; ignored",
+                peer.id, entry.id,
+            )
+            return
+        entry.owner = peer
+        self.functions[entry.id] = entry  # last writer wins (reconnects, §1.6)
+
+    def unregister_function(self, peer: Peer, function_id: str) -> None:
+        current = self.functions.get(function_id)
+        if current is not None and current.owner is peer:
+            del self.functions[function_id]
+
+    async def invoke(self, function_id: str, data: Any, ctx: CallContext) -> Any:
+        """Run a function wherever it lives; raises ``EngineError`` on failure."""
+        entry = self.functions.get(function_id)
+        if entry is None:
+            raise FunctionNotFound(function_id)
+        if entry.handler is not None:
+            return await entry.handler(data, ctx)
+        assert entry.owner is not None
+        return await self._call_worker(entry.owner, function_id, data, ctx)
+
+    async def _call_worker(
+        self, target: Peer, function_id: str, data: Any, ctx: CallContext
+    ) -> Any:
+        invocation_id = str(uuid.uuid4())
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[invocation_id] = _Pending(future, target)
+        target.inflight.add(invocation_id)
+        if isinstance(data, dict) and ctx.caller is not None:
+            data = {**data, "_caller_worker_id": ctx.caller.id}
+        message: dict[str, Any] = {
+            "type": "invokefunction",
+            "invocation_id": invocation_id,
+            "function_id": function_id,
+            "data": data,
+        }
+        if ctx.metadata is not None:
+            message["metadata"] = ctx.metadata
+        if ctx.traceparent:
+            message["traceparent"] = ctx.traceparent
+        if ctx.baggage:
+            message["baggage"] = ctx.baggage
+        try:
+            await target.send(message)
+            return await future
+        finally:
+            self._pending.pop(invocation_id, None)
+            target.inflight.discard(invocation_id)
+
+    def resolve(self, invocation_id: str, result: Any, error: Any) -> None:
+        """An ``invocationresult`` came back from a worker."""
+        pending = self._pending.get(invocation_id)
+        if pending is None or pending.future.done():
+            log.debug("result for unknown invocation %s dropped", invocation_id)
+            return
+        if error:
+            if isinstance(error, dict):
+                code = str(error.get("code") or "invocation_failed")
+                message = str(error.get("message") or "")
+                extra = {"stacktrace": error["stacktrace"]} if error.get(
+                    "stacktrace"
+                ) else None
+                pending.future.set_exception(EngineError(code, message, extra=extra))
+            else:
+                pending.future.set_exception(EngineError("UNKNOWN", str(error)))
+        else:
+            pending.future.set_result(result)
+
+    # -- triggers ----------------------------------------------------------------
+
+    def add_provider(
+        self, trigger_type: str, provider: TriggerProvider, description: str
+    ) -> None:
+        self.providers[trigger_type] = provider
+        self.trigger_type_info[trigger_type] = description
+
+    async def register_trigger(self, binding: TriggerBinding) -> None:
+        """Upsert by id. Raises ``TriggerRegistrationFailed`` if the type refuses."""
+        previous = self.triggers.get(binding.id)
+        provider = self.providers.get(binding.trigger_type)
+        if provider is not None:
+            if previous is not None:
+                await self._deactivate(previous)
+                self.triggers.pop(binding.id, None)
+            await provider.register(binding)
+        elif previous is not None:
+            await self._deactivate(previous)
+        # No provider yet: kept parked, like iii (not an error).
+        self.triggers[binding.id] = binding
+
+    async def unregister_trigger(self, trigger_id: str, owner: Peer | None) -> None:
+        binding = self.triggers.get(trigger_id)
+        if binding is None or (owner is not None and binding.owner is not owner):
+            return
+        del self.triggers[trigger_id]
+        await self._deactivate(binding)
+
+    async def _deactivate(self, binding: TriggerBinding) -> None:
+        provider = self.providers.get(binding.trigger_type)
+        if provider is not None:
+            try:
+                await provider.unregister(binding)
+            except Exception:
+                log.exception("unregistering trigger %s failed", binding.id)
+
+    async def fire(
+        self, binding: TriggerBinding, payload: Any, *, condition: str | None = None
+    ) -> tuple[bool, Any]:
+        """Run a binding's condition (if any), then its function.
+
+        Returns ``(ran, result)``; ``ran`` is False when the condition said
+        ``false`` or failed. Errors of the function itself propagate.
+        """
+        if condition:
+            try:
+                verdict = await self.invoke(
+                    condition, payload, CallContext(function_id=condition)
+                )
+            except EngineError as e:
+                log.error("condition %s of trigger %s failed: %s",
+                          condition, binding.id, e)
+                return False, None
+            if verdict is False:
+                return False, None
+        result = await self.invoke(
+            binding.function_id,
+            payload,
+            CallContext(function_id=binding.function_id, metadata=binding.metadata),
+        )
+        return True, result
+
+    # -- workers -----------------------------------------------------------------
+
+    def connect(self, peer: Peer) -> None:
+        self.workers[peer.id] = peer
+
+    async def disconnect(self, peer: Peer) -> None:
+        """Cleanup of spec/worker-protocol.md §1.7, ownership-checked."""
+        for function_id in [f.id for f in self.functions.values() if f.owner is peer]:
+            del self.functions[function_id]
+        for invocation_id in list(peer.inflight):
+            pending = self._pending.get(invocation_id)
+            if pending is not None and not pending.future.done():
+                pending.future.set_exception(
+                    EngineError("invocation_stopped", "Invocation stopped")
+                )
+        for binding in [b for b in self.triggers.values() if b.owner is peer]:
+            self.triggers.pop(binding.id, None)
+            await self._deactivate(binding)
+        self.workers.pop(peer.id, None)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

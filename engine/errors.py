@@ -1,0 +1,46 @@
+"""Errors the engine returns to callers, in iii's shape ``{code, message}``.
+
+    EngineError                 carries ``code`` and ``message`` to the caller
+    ├── FunctionNotFound        ``function_not_found``
+    ├── DeserializationError    ``deserialization_error`` (bad input shape)
+    └── TriggerRegistrationFailed  ``trigger_registration_failed``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EngineError(Exception):
+    def __init__(self, code: str, message: str, *, extra: Any = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if isinstance(self.extra, dict):
+            body.update(self.extra)
+        return body
+
+
+class FunctionNotFound(EngineError):
+    def __init__(self, function_id: str) -> None:
+        super().__init__(
+            "function_not_found",
+            f"Function {function_id} not found in namespace default.",
+        )
+
+
+class DeserializationError(EngineError):
+    def __init__(self, function_id: str, reason: str) -> None:
+        super().__init__(
+            "deserialization_error",
+            f"Failed to deserialize input for {function_id}: {reason}",
+        )
+
+
+class TriggerRegistrationFailed(EngineError):
+    def __init__(self, message: str) -> None:
+        super().__init__("trigger_registration_failed", message)

@@ -1,0 +1,186 @@
+"""HTTP trigger routes and response shaping (spec/modules.md §3.2, §3.6, §3.10).
+
+Pure: no I/O. ``RouteTable`` matches (method, path) to a binding; ``shape_response``
+turns a handler's result into (status, headers, body bytes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventlog.codec import dumps_bytes
+
+from .errors import TriggerRegistrationFailed
+
+METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+STANDARD_KEYS = frozenset(
+    {"query_params", "path_params", "headers", "path", "method", "body", "trigger",
+     "request_body", "response"}
+)
+RESPONSE_KEYS = frozenset({"status_code", "statusCode", "headers", "body"})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    trigger_id: str
+    function_id: str
+    method: str
+    api_path: str  # as registered
+    segments: tuple[str, ...]
+    condition_function_id: str | None = None
+    middleware_function_ids: tuple[str, ...] = ()
+
+    @property
+    def shape(self) -> tuple[str, ...]:
+        return tuple(":" if s.startswith(":") else s for s in self.segments)
+
+    @property
+    def display(self) -> str:
+        return f"{self.method} {'/'.join(self.segments)}"
+
+
+def split_path(path: str) -> tuple[str, ...]:
+    path = path[1:] if path.startswith("/") else path
+    return tuple(path.split("/")) if path else ()
+
+
+def parse_route(trigger_id: str, function_id: str, config: Any) -> Route:
+    if not isinstance(config, dict):
+        raise TriggerRegistrationFailed("api_path is required for http triggers")
+    api_path = config.get("api_path")
+    if not isinstance(api_path, str) or api_path.strip("/") == "" and api_path != "/":
+        raise TriggerRegistrationFailed("api_path is required for http triggers")
+    method = config.get("http_method") or "GET"
+    if not isinstance(method, str):
+        raise TriggerRegistrationFailed("http_method must be a string")
+    condition = config.get("condition_function_id")
+    if condition is not None and not isinstance(condition, str):
+        raise TriggerRegistrationFailed("condition_function_id must be a string")
+    middleware = config.get("middleware_function_ids") or []
+    if not isinstance(middleware, list) or not all(
+        isinstance(m, str) for m in middleware
+    ):
+        raise TriggerRegistrationFailed(
+            "middleware_function_ids must be a list of strings"
+        )
+    return Route(
+        trigger_id=trigger_id,
+        function_id=function_id,
+        method=method.upper(),
+        api_path=api_path,
+        segments=split_path(api_path),
+        condition_function_id=condition,
+        middleware_function_ids=tuple(middleware),
+    )
+
+
+@dataclass
+class RouteTable:
+    routes: dict[tuple[str, tuple[str, ...]], Route] = field(default_factory=dict)
+
+    def add(self, route: Route) -> None:
+        key = (route.method, route.segments)
+        for other in self.routes.values():
+            if (
+                other.method == route.method
+                and other.shape == route.shape
+                and other.segments != route.segments
+            ):
+                raise TriggerRegistrationFailed(
+                    f"Route '{route.display}' conflicts with already-registered route"
+                    f" '{other.display}': routes with identical structure but"
+                    " different path-parameter names are not supported"
+                )
+        self.routes[key] = route
+
+    def remove(self, trigger_id: str) -> None:
+        for key, route in list(self.routes.items()):
+            if route.trigger_id == trigger_id:
+                del self.routes[key]
+
+    def match(self, method: str, path: str) -> tuple[Route | None, bool, dict[str, str]]:
+        """Returns (route, path_exists, path_params)."""
+        segments = split_path(path)
+        best: tuple[int, Route, dict[str, str]] | None = None
+        path_exists = False
+        wanted = ("GET", "HEAD") if method == "HEAD" else (method,)
+        for route in self.routes.values():
+            if len(route.segments) != len(segments):
+                continue
+            params: dict[str, str] = {}
+            statics = 0
+            for pattern, actual in zip(route.segments, segments, strict=True):
+                if pattern.startswith(":"):
+                    params[pattern[1:]] = actual
+                elif pattern == actual:
+                    statics += 1
+                else:
+                    break
+            else:
+                path_exists = True
+                if route.method not in wanted:
+                    continue
+                # Static segments win; an exact HEAD route beats the GET fallback.
+                score = statics * 2 + (route.method == method)
+                if best is None or score > best[0]:
+                    best = (score, route, params)
+        if best is None:
+            return None, path_exists, {}
+        return best[1], True, best[2]
+
+
+def is_response_shaped(result: Any) -> bool:
+    if not isinstance(result, dict):
+        return False
+    if "status_code" in result or "statusCode" in result:
+        return True
+    keys = set(result)
+    return bool(keys) and keys <= RESPONSE_KEYS and "body" in keys
+
+
+def _status(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+        return value
+    return 200
+
+
+def _headers(value: Any) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        out = [(k, v) for k, v in value.items() if isinstance(v, str)]
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, str) and ":" in item:
+                name, _, val = item.partition(":")
+                out.append((name.strip(), val.strip()))
+    return out
+
+
+def shape_response(
+    result: Any, *, plain_results: bool = True
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A buffered handler result as (status, headers, body)."""
+    if not is_response_shaped(result):
+        if plain_results:
+            return 200, [("content-type", "application/json")], dumps_bytes(result)
+        result = {}
+    status = _status(result.get("status_code", result.get("statusCode")))
+    headers = _headers(result.get("headers"))
+    body = result.get("body", {})
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    if content_type is None:
+        headers.append(("content-type", "application/json"))
+        return status, headers, dumps_bytes(body)
+    if isinstance(body, str):
+        return status, headers, body.encode()
+    if body is None:
+        return status, headers, b""
+    return status, headers, dumps_bytes(body)
+
+
+def error_envelope(code: str, message: str, error_id: str | None = None) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if error_id:
+        error["error_id"] = error_id
+    return dumps_bytes({"error": error})

@@ -1,0 +1,198 @@
+"""The state module: ``state::*`` functions and the ``state`` trigger type.
+
+Every write becomes a log record through the single writer; the ack carries the
+committed outcome. Reads come from the inline state view (read-your-writes).
+Triggers are log consumers that start at the head when they are registered.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from eventlog import Mutation, Outcome, Record
+
+from .consumers import consume
+from .core import CallContext, Engine, TriggerBinding
+from .errors import DeserializationError, EngineError, TriggerRegistrationFailed
+from .ops import OpsDecodeError, apply_ops, parse_ops
+from eventlog.codec import dumps_bytes
+
+log = logging.getLogger("iiilog.state")
+
+
+def _obj(function_id: str, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise DeserializationError(function_id, "expected an object")
+    return data
+
+
+def _str(function_id: str, data: dict[str, Any], name: str) -> str:
+    if name not in data or data[name] is None:
+        raise DeserializationError(function_id, f"missing field `{name}`")
+    value = data[name]
+    if not isinstance(value, str):
+        raise DeserializationError(
+            function_id, f"invalid type for `{name}`: expected a string"
+        )
+    return value
+
+
+def state_event(record: Record) -> dict[str, Any]:
+    if record.verb == "delete":
+        event_type = "state:deleted"
+    elif record.existed:
+        event_type = "state:updated"
+    else:
+        event_type = "state:created"
+    return {
+        "type": "state",
+        "event_type": event_type,
+        "scope": record.scope,
+        "key": record.key,
+        "old_value": record.old_value,
+        "new_value": record.new_value if record.exists else None,
+    }
+
+
+class StateModule:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_value_bytes: int | None = None,
+        triggers_enabled: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.max_value_bytes = max_value_bytes
+        self.triggers_enabled = triggers_enabled
+        for name in ("set", "get", "delete", "update", "list", "list_groups"):
+            engine.add_builtin(f"state::{name}", getattr(self, name))
+        engine.add_provider("state", self, "React to state changes")
+
+    async def _write(self, mutation: Mutation, error_code: str) -> Record:
+        try:
+            return await self.engine.writer.submit(mutation)
+        except EngineError:
+            raise
+        except Exception as e:
+            verb = error_code.split("_")[0].lower()
+            raise EngineError(error_code, f"Failed to {verb} value: {e}") from e
+
+    async def set(self, data: Any, ctx: CallContext) -> Any:
+        fid = "state::set"
+        data = _obj(fid, data)
+        scope, key = _str(fid, data, "scope"), _str(fid, data, "key")
+        value = data["value"] if "value" in data else data.get("data")
+        if self.max_value_bytes is not None:
+            size = len(dumps_bytes(value))
+            if size > self.max_value_bytes:
+                raise EngineError(
+                    "VALUE_TOO_LARGE",
+                    f"value of {size} bytes exceeds the configured max_value_bytes"
+                    f" limit of {self.max_value_bytes}",
+                )
+        record = await self._write(
+            Mutation("state.set", scope, None, key,
+                     lambda _e, _o: Outcome(True, value), ctx.origin()),
+            "SET_ERROR",
+        )
+        return {"old_value": record.old_value, "new_value": record.new_value}
+
+    async def get(self, data: Any, ctx: CallContext) -> Any:
+        fid = "state::get"
+        data = _obj(fid, data)
+        scope, key = _str(fid, data, "scope"), _str(fid, data, "key")
+        _, value = await self.engine.store.view_get("state", scope, "", key)
+        return value
+
+    async def delete(self, data: Any, ctx: CallContext) -> Any:
+        fid = "state::delete"
+        data = _obj(fid, data)
+        scope, key = _str(fid, data, "scope"), _str(fid, data, "key")
+        record = await self._write(
+            Mutation("state.delete", scope, None, key,
+                     lambda _e, _o: Outcome(False), ctx.origin()),
+            "DELETE_ERROR",
+        )
+        return record.old_value
+
+    async def update(self, data: Any, ctx: CallContext) -> Any:
+        fid = "state::update"
+        data = _obj(fid, data)
+        scope, key = _str(fid, data, "scope"), _str(fid, data, "key")
+        if "ops" not in data:
+            raise DeserializationError(fid, "missing field `ops`")
+        raw_ops = data["ops"]
+        try:
+            ops = parse_ops(raw_ops)
+        except OpsDecodeError as e:
+            raise DeserializationError(fid, str(e)) from e
+
+        def compute(existed: bool, old: Any) -> Outcome:
+            new, errors = apply_ops(old, existed, ops)
+            return Outcome(True, new, ops=raw_ops, errors=errors)
+
+        record = await self._write(
+            Mutation("state.update", scope, None, key, compute, ctx.origin()),
+            "UPDATE_ERROR",
+        )
+        result: dict[str, Any] = {
+            "old_value": record.old_value,
+            "new_value": record.new_value,
+        }
+        if record.errors:
+            result["errors"] = record.errors
+        return result
+
+    async def list(self, data: Any, ctx: CallContext) -> Any:
+        fid = "state::list"
+        scope = _str(fid, _obj(fid, data), "scope")
+        return await self.engine.store.view_list("state", scope, "")
+
+    async def list_groups(self, data: Any, ctx: CallContext) -> Any:
+        return {"groups": await self.engine.store.view_scopes("state")}
+
+    # -- trigger type ``state`` ------------------------------------------------------
+
+    async def register(self, binding: TriggerBinding) -> None:
+        config = binding.config if binding.config is not None else {}
+        if not isinstance(config, dict):
+            raise TriggerRegistrationFailed(
+                "Failed to parse trigger config: expected an object"
+            )
+        for name in ("scope", "key", "condition_function_id"):
+            value = config.get(name)
+            if value is not None and not isinstance(value, str):
+                raise TriggerRegistrationFailed(
+                    f"Failed to parse trigger config: invalid type for `{name}`:"
+                    " expected a string"
+                )
+        scope, key = config.get("scope"), config.get("key")
+        condition = config.get("condition_function_id")
+
+        def match(record: Record) -> bool:
+            return (
+                self.triggers_enabled
+                and record.space == "state"
+                and (scope is None or record.scope == scope)
+                and (key is None or record.key == key)
+            )
+
+        async def deliver(record: Record) -> None:
+            try:
+                await self.engine.fire(binding, state_event(record), condition=condition)
+            except EngineError as e:
+                log.warning("state trigger %s -> %s failed at offset %d: %s",
+                            binding.id, binding.function_id, record.offset, e)
+
+        binding.state = self.engine.spawn(
+            consume(self.engine.tail, self.engine.tail.head, match, deliver,
+                    name=f"state-trigger:{binding.id}"),
+            name=f"state-trigger:{binding.id}",
+        )
+
+    async def unregister(self, binding: TriggerBinding) -> None:
+        task = binding.state
+        if task is not None:
+            task.cancel()

@@ -1,0 +1,393 @@
+"""SQLite store for the log and its inline views (aiosqlite, WAL).
+
+One write connection, owned by ``LogWriter``; one read connection for everything
+else. A batch appends its records and applies its view changes and the view
+checkpoint in one ``BEGIN IMMEDIATE`` transaction, so the log and the views can
+never disagree after a crash. Offsets are assigned here, gapless, in commit order.
+sqlite3 errors are mapped to ``StoreError`` in this module only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+
+from .codec import dumps, loads
+from .errors import DataDirLockedError, StoreError
+from .records import Kind, Origin, Record
+
+SCHEMA_VERSION = 1
+Synchronous = Literal["off", "normal", "full", "extra"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    seq       INTEGER PRIMARY KEY,
+    ts        INTEGER NOT NULL,
+    kind      TEXT    NOT NULL,
+    scope     TEXT    NOT NULL,
+    grp       TEXT,
+    key       TEXT,
+    old_value TEXT,            -- NULL: the address held nothing before
+    new_value TEXT,            -- NULL: the address holds nothing after
+    extra     TEXT,            -- JSON: ops, errors, event_type, origin
+    v         INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS log_scope ON log (scope, seq);
+CREATE TABLE IF NOT EXISTS view (
+    space TEXT    NOT NULL,    -- 'state' or 'stream'
+    scope TEXT    NOT NULL,
+    grp   TEXT    NOT NULL,    -- '' for state
+    key   TEXT    NOT NULL,
+    value TEXT    NOT NULL,
+    pos   INTEGER NOT NULL,    -- offset that created the key: list order
+    PRIMARY KEY (space, scope, grp, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS view_pos ON view (space, scope, grp, pos);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    name     TEXT PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+Address = tuple[str, str, str, str]  # (space, scope, group or '', key)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a mutation does to its address, computed from the current value."""
+
+    exists: bool
+    new_value: Any = None
+    ops: list[Any] | None = None
+    errors: list[dict[str, Any]] | None = None
+    event_type: str | None = None
+    touches_view: bool = True
+
+
+# (existed, old_value) -> Outcome. Pure; run by the single writer.
+Compute = Callable[[bool, Any], Outcome]
+
+
+@dataclass(slots=True)
+class Mutation:
+    kind: Kind
+    scope: str
+    group: str | None
+    key: str | None
+    compute: Compute
+    origin: Origin | None = None
+
+    @property
+    def address(self) -> Address:
+        return (self.kind.split(".", 1)[0], self.scope, self.group or "", self.key or "")
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Per mutation, a record or the exception its ``compute`` raised."""
+
+    results: list[Record | BaseException] = field(default_factory=list)
+
+
+def _row_to_record(row: Sequence[Any]) -> Record:
+    seq, ts, kind, scope, grp, key, old, new, extra, _v = row
+    info = loads(extra) if extra else {}
+    origin = info.get("origin")
+    return Record.model_construct(
+        offset=seq,
+        ts=ts,
+        kind=kind,
+        scope=scope,
+        group=grp,
+        key=key,
+        existed=old is not None,
+        old_value=loads(old) if old is not None else None,
+        exists=new is not None,
+        new_value=loads(new) if new is not None else None,
+        ops=info.get("ops"),
+        errors=info.get("errors"),
+        event_type=info.get("event_type"),
+        origin=Origin(**origin) if origin else None,
+    )
+
+
+class SqliteStore:
+    """The log table, the inline views and their checkpoint in one SQLite file."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: aiosqlite.Connection | None,
+        reader: aiosqlite.Connection,
+        lock_fd: int | None,
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+        self._lock_fd = lock_fd
+        self._head = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        data_dir: Path,
+        *,
+        synchronous: Synchronous = "full",
+        read_only: bool = False,
+    ) -> SqliteStore:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path = data_dir / "log.sqlite3"
+        lock_fd = None
+        writer = None
+        try:
+            if not read_only:
+                lock_fd = _lock(data_dir)
+                writer = await aiosqlite.connect(path, isolation_level=None)
+                await writer.execute("PRAGMA journal_mode=WAL")
+                await writer.execute(f"PRAGMA synchronous={synchronous.upper()}")
+                await writer.executescript(_SCHEMA)
+                await writer.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif not path.exists():
+                raise StoreError(f"no log at {path.name} in the data dir")
+            uri = f"file:{path}?mode=ro" if read_only else f"file:{path}"
+            reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+            await reader.execute("PRAGMA query_only=ON")
+        except sqlite3.Error as e:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise StoreError(f"cannot open the log: {e}") from e
+        store = cls(path, writer, reader, lock_fd)
+        store._head = await store.read_head()
+        return store
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+        await self._reader.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- writing (single writer) -------------------------------------------------
+
+    @property
+    def head(self) -> int:
+        """Offset of the last committed record (0 for an empty log)."""
+        return self._head
+
+    async def commit(self, batch: Sequence[Mutation]) -> BatchResult:
+        """Append one record per mutation and apply the views, atomically."""
+        db = self._writer
+        if db is None:
+            raise StoreError("the store is open read-only")
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                result, rows, view_ops = await self._plan(db, batch)
+                if rows:
+                    await db.executemany(
+                        "INSERT INTO log(seq, ts, kind, scope, grp, key, old_value,"
+                        " new_value, extra) VALUES (?,?,?,?,?,?,?,?,?)",
+                        rows,
+                    )
+                    deletes, upserts = view_ops
+                    if deletes:
+                        await db.executemany(
+                            "DELETE FROM view WHERE space=? AND scope=? AND grp=?"
+                            " AND key=?",
+                            deletes,
+                        )
+                    if upserts:
+                        await db.executemany(
+                            "INSERT INTO view(space, scope, grp, key, value, pos)"
+                            " VALUES (?,?,?,?,?,?) ON CONFLICT(space, scope, grp, key)"
+                            " DO UPDATE SET value=excluded.value",
+                            upserts,
+                        )
+                    await db.execute(
+                        "INSERT INTO checkpoint(name, position) VALUES ('views', ?)"
+                        " ON CONFLICT(name) DO UPDATE SET position=excluded.position",
+                        (rows[-1][0],),
+                    )
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise StoreError(f"commit failed: {e}") from e
+        if rows:
+            self._head = rows[-1][0]
+        return result
+
+    async def _plan(
+        self, db: aiosqlite.Connection, batch: Sequence[Mutation]
+    ) -> tuple[BatchResult, list[tuple[Any, ...]], tuple[list[Address], list[Any]]]:
+        current = await self._load(db, {m.address for m in batch})
+        ts = int(time.time() * 1000)
+        offset = self._head
+        result = BatchResult()
+        rows: list[tuple[Any, ...]] = []
+        deleted: set[Address] = set()
+        final: dict[Address, tuple[str, int] | None] = {}
+        for m in batch:
+            addr = m.address
+            old_text, pos = current.get(addr, (None, 0))
+            existed = old_text is not None
+            old_value = loads(old_text) if old_text is not None else None
+            try:
+                out = m.compute(existed, old_value)
+                new_text = dumps(out.new_value) if out.exists else None
+            except Exception as e:  # a bug in one mutation must not sink the batch
+                result.results.append(e)
+                continue
+            offset += 1
+            extra: dict[str, Any] = {}
+            if out.ops is not None:
+                extra["ops"] = out.ops
+            if out.errors:
+                extra["errors"] = out.errors
+            if out.event_type is not None:
+                extra["event_type"] = out.event_type
+            if m.origin is not None:
+                extra["origin"] = m.origin.model_dump(exclude_none=True)
+            logged_old = old_text if out.touches_view else None
+            rows.append(
+                (offset, ts, m.kind, m.scope, m.group, m.key, logged_old, new_text,
+                 dumps(extra) if extra else None)
+            )
+            result.results.append(
+                Record.model_construct(
+                    offset=offset, ts=ts, kind=m.kind, scope=m.scope, group=m.group,
+                    key=m.key, existed=existed and out.touches_view,
+                    old_value=old_value if out.touches_view else None,
+                    exists=out.exists, new_value=out.new_value, ops=out.ops,
+                    errors=out.errors or None, event_type=out.event_type,
+                    origin=m.origin,
+                )
+            )
+            if not out.touches_view:
+                continue
+            if new_text is None:
+                if existed:
+                    deleted.add(addr)
+                current[addr] = (None, 0)
+                final[addr] = None
+            else:
+                keep = pos if existed else offset
+                current[addr] = (new_text, keep)
+                final[addr] = (new_text, keep)
+        deletes = [a for a in deleted]
+        upserts = [(*a, v[0], v[1]) for a, v in final.items() if v is not None]
+        return result, rows, (deletes, upserts)
+
+    async def _load(
+        self, db: aiosqlite.Connection, addresses: Iterable[Address]
+    ) -> dict[Address, tuple[str | None, int]]:
+        keys = [list(a) for a in addresses]
+        if not keys:
+            return {}
+        sql = (
+            "SELECT v.space, v.scope, v.grp, v.key, v.value, v.pos FROM json_each(?) j"
+            " JOIN view v ON v.space = json_extract(j.value, '$[0]')"
+            " AND v.scope = json_extract(j.value, '$[1]')"
+            " AND v.grp = json_extract(j.value, '$[2]')"
+            " AND v.key = json_extract(j.value, '$[3]')"
+        )
+        async with db.execute(sql, (dumps(keys),)) as cur:
+            return {
+                (r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in await cur.fetchall()
+            }
+
+    # -- reading -----------------------------------------------------------------
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        try:
+            async with self._reader.execute(sql, params) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as e:
+            raise StoreError(f"read failed: {e}") from e
+
+    async def read_head(self) -> int:
+        rows = await self._fetch("SELECT COALESCE(MAX(seq), 0) FROM log", ())
+        return int(rows[0][0])
+
+    async def read(self, after: int, limit: int = 1000) -> list[Record]:
+        """Records with ``offset > after``, in offset order, at most ``limit``."""
+        rows = await self._fetch(
+            "SELECT * FROM log WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+        )
+        return [_row_to_record(r) for r in rows]
+
+    async def view_get(
+        self, space: str, scope: str, group: str, key: str
+    ) -> tuple[bool, Any]:
+        rows = await self._fetch(
+            "SELECT value FROM view WHERE space=? AND scope=? AND grp=? AND key=?",
+            (space, scope, group, key),
+        )
+        return (True, loads(rows[0][0])) if rows else (False, None)
+
+    async def view_list(self, space: str, scope: str, group: str) -> list[Any]:
+        rows = await self._fetch(
+            "SELECT value FROM view WHERE space=? AND scope=? AND grp=? ORDER BY pos",
+            (space, scope, group),
+        )
+        return [loads(r[0]) for r in rows]
+
+    async def view_items(self, space: str) -> list[tuple[str, str, str, Any]]:
+        """Every (scope, group, key, value) of a view, in list order."""
+        rows = await self._fetch(
+            "SELECT scope, grp, key, value FROM view WHERE space=?"
+            " ORDER BY scope, grp, pos",
+            (space,),
+        )
+        return [(r[0], r[1], r[2], loads(r[3])) for r in rows]
+
+    async def view_scopes(self, space: str) -> list[str]:
+        rows = await self._fetch(
+            "SELECT DISTINCT scope FROM view WHERE space=? ORDER BY scope", (space,)
+        )
+        return [r[0] for r in rows]
+
+    async def view_groups(self, space: str, scope: str) -> list[str]:
+        rows = await self._fetch(
+            "SELECT DISTINCT grp FROM view WHERE space=? AND scope=? ORDER BY grp",
+            (space, scope),
+        )
+        return [r[0] for r in rows]
+
+    async def checkpoint(self, name: str) -> int:
+        rows = await self._fetch(
+            "SELECT position FROM checkpoint WHERE name=?", (name,)
+        )
+        return int(rows[0][0]) if rows else 0
+
+
+def _lock(data_dir: Path) -> int:
+    fd = os.open(data_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        os.close(fd)
+        raise DataDirLockedError(
+            f"the data dir {data_dir} is in use by another engine"
+        ) from e
+    return fd

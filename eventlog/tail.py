@@ -1,0 +1,51 @@
+"""The tail of the log: recent records in memory, older ones from the store.
+
+Consumers pull: ``read_after(offset)`` returns what follows ``offset`` (from the
+in-memory window when it still covers it, else from SQLite), and ``wait_beyond``
+parks until something newer is committed. No consumer has a queue of its own, so
+a slow one costs memory for nothing but its cursor, and falls back to the store
+by itself when the window has moved past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from .records import Record
+from .store import SqliteStore
+
+
+class LogTail:
+    def __init__(self, store: SqliteStore, *, window: int = 20_000) -> None:
+        self.store = store
+        self.head = store.head
+        self._recent: deque[Record] = deque(maxlen=window)
+        self._changed = asyncio.Event()
+
+    def publish(self, records: list[Record]) -> None:
+        """Called by the writer after each commit, in offset order."""
+        self._recent.extend(records)
+        self.head = records[-1].offset
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def read_after(self, offset: int, limit: int = 1000) -> list[Record]:
+        if offset >= self.head:
+            return []
+        recent = self._recent
+        if recent and recent[0].offset <= offset + 1:
+            start = offset + 1 - recent[0].offset
+            end = min(len(recent), start + limit)
+            return [recent[i] for i in range(start, end)]
+        return await self.store.read(offset, limit)
+
+    async def wait_beyond(self, offset: int, timeout: float | None = None) -> bool:
+        """Wait until the head passes ``offset``; False on timeout."""
+        while self.head <= offset:
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), timeout)
+            except TimeoutError:
+                return self.head > offset
+        return True

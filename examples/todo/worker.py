@@ -1,0 +1,155 @@
+"""The reactive todo app (spec/todo-app.md) as an iii worker, Python SDK.
+
+Run it against a running engine:  python examples/todo/worker.py
+The engine URL comes from III_URL (default ws://127.0.0.1:49134).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+import uuid
+from typing import Any
+
+from iii import InitOptions, TriggerAction, register_worker
+
+log = logging.getLogger("todo")
+SCOPE = "todos"
+METRICS = ("todo-metrics", "global")
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+
+
+def classify(event: dict[str, Any]) -> str:
+    if event.get("event_type") == "state:deleted" or event.get("new_value") is None:
+        return "deleted"
+    if event.get("old_value") is None:
+        return "created"
+    return "updated"
+
+
+def metric_ops(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The counter changes one todo change implies (pure)."""
+    old, new = event.get("old_value"), event.get("new_value")
+    action = classify(event)
+    if action == "created":
+        ops = [{"type": "increment", "path": "total", "by": 1}]
+        if isinstance(new, dict) and new.get("completed"):
+            ops.append({"type": "increment", "path": "completed", "by": 1})
+        return ops
+    if action == "deleted":
+        if old is None:
+            return []
+        ops = [{"type": "decrement", "path": "total", "by": 1}]
+        if isinstance(old, dict) and old.get("completed"):
+            ops.append({"type": "decrement", "path": "completed", "by": 1})
+        return ops
+    was = bool(isinstance(old, dict) and old.get("completed"))
+    now = bool(isinstance(new, dict) and new.get("completed"))
+    if was == now:
+        return []
+    kind = "increment" if now else "decrement"
+    return [{"type": kind, "path": "completed", "by": 1}]
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s todo: %(message)s")
+    url = os.environ.get("III_URL", "ws://127.0.0.1:49134")
+    iii = register_worker(url, InitOptions(worker_name="reactive-backend"))
+
+    def create(req: dict[str, Any]) -> dict[str, Any]:
+        body = req.get("body") or {}
+        title = body.get("title") if isinstance(body, dict) else None
+        if not isinstance(title, str) or not title.strip():
+            return {"status_code": 400,
+                    "body": {"error": {"code": "BAD_REQUEST",
+                                       "message": "`title` is required"}}}
+        todo_id = f"todo-{int(time.time() * 1000)}-{uuid.uuid4().hex[:6]}"
+        todo = {"_key": todo_id, "id": todo_id, "title": title.strip(),
+                "completed": False, "created_at": now_iso()}
+        iii.trigger({"function_id": "state::set",
+                     "payload": {"scope": SCOPE, "key": todo_id, "value": todo}})
+        return {"status_code": 201, "body": todo}
+
+    def list_todos(req: dict[str, Any]) -> dict[str, Any]:
+        todos = iii.trigger({"function_id": "state::list",
+                             "payload": {"scope": SCOPE}})
+        return {"status_code": 200, "body": todos}
+
+    def toggle(req: dict[str, Any]) -> dict[str, Any]:
+        body = req.get("body") or {}
+        todo_id = body.get("id") if isinstance(body, dict) else None
+        current = iii.trigger({"function_id": "state::get",
+                               "payload": {"scope": SCOPE, "key": todo_id}})
+        if current is None:
+            raise ValueError(f"Todo {todo_id} not found")
+        completed = not current.get("completed", False)
+        iii.trigger({"function_id": "state::update", "payload": {
+            "scope": SCOPE, "key": todo_id, "ops": [
+                {"type": "set", "path": "completed", "value": completed},
+                {"type": "set", "path": "updated_at", "value": now_iso()},
+            ]}})
+        return {"status_code": 200, "body": {"id": todo_id, "completed": completed}}
+
+    def delete(req: dict[str, Any]) -> dict[str, Any]:
+        body = req.get("body") or {}
+        todo_id = body.get("id") if isinstance(body, dict) else None
+        iii.trigger({"function_id": "state::delete",
+                     "payload": {"scope": SCOPE, "key": todo_id}})
+        return {"status_code": 200, "body": {"deleted": todo_id}}
+
+    def get_metrics(req: dict[str, Any]) -> dict[str, Any]:
+        metrics = iii.trigger({"function_id": "state::get",
+                               "payload": {"scope": METRICS[0], "key": METRICS[1]}})
+        return {"status_code": 200, "body": metrics or {"total": 0, "completed": 0}}
+
+    def on_change(event: dict[str, Any]) -> None:
+        action = classify(event)
+        log.info("todo %s: %s", event.get("key"), action)
+        iii.trigger({
+            "function_id": "stream::send",
+            "payload": {"stream_name": "todos-live", "group_id": "all",
+                        "type": "todo_changed",
+                        "data": {"action": action, "key": event.get("key"),
+                                 "todo": event.get("new_value")}},
+            "action": TriggerAction.Void(),
+        })
+
+    def update_metrics(event: dict[str, Any]) -> None:
+        ops = metric_ops(event)
+        if ops:
+            iii.trigger({"function_id": "state::update", "payload": {
+                "scope": METRICS[0], "key": METRICS[1], "ops": ops}})
+
+    routes = [
+        ("todos::create", create, "todos", "POST"),
+        ("todos::list", list_todos, "todos", "GET"),
+        ("todos::toggle", toggle, "todos/toggle", "POST"),
+        ("todos::delete", delete, "todos/delete", "POST"),
+        ("todos::get-metrics", get_metrics, "todos/metrics", "GET"),
+    ]
+    for function_id, handler, path, method in routes:
+        iii.register_function(function_id, handler)
+        iii.register_trigger({"type": "http", "function_id": function_id,
+                              "config": {"api_path": path, "http_method": method}})
+    iii.register_function("todos::on-change", on_change)
+    iii.register_function("todos::update-metrics", update_metrics)
+    for function_id in ("todos::on-change", "todos::update-metrics"):
+        iii.register_trigger({"type": "state", "function_id": function_id,
+                              "config": {"scope": SCOPE}})
+    log.info("todo worker connected to %s", url)
+
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    iii.shutdown()
+
+
+if __name__ == "__main__":
+    main()
