@@ -361,6 +361,21 @@ class SqliteStore:
         )
         return [(r[0], r[1], r[2], loads(r[3])) for r in rows]
 
+    async def view_snapshot(
+        self, spaces: Sequence[str]
+    ) -> tuple[int, dict[str, list[tuple[str, str, str, Any]]]]:
+        """Every view's rows and the offset they reflect, from one read snapshot."""
+        try:
+            await self._reader.execute("BEGIN")
+            try:
+                position = await self.checkpoint("views")
+                out = {space: await self.view_items(space) for space in spaces}
+            finally:
+                await self._reader.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise StoreError(f"read failed: {e}") from e
+        return position, out
+
     async def view_scopes(self, space: str) -> list[str]:
         rows = await self._fetch(
             "SELECT DISTINCT scope FROM view WHERE space=? ORDER BY scope", (space,)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness import EngineProcess, Http, sdk_worker
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+    """One real engine per test module (ephemeral ports, temp data dir)."""
+    data = tmp_path_factory.mktemp("engine") / "data"
+    proc = EngineProcess(data).start()
+    try:
+        yield proc
+    finally:
+        if proc.alive():
+            proc.stop()
+
+
+@pytest.fixture
+def fresh_engine(tmp_path: Path) -> Iterator[EngineProcess]:
+    """An engine of the test's own (for restarts and kills)."""
+    proc = EngineProcess(tmp_path / "data").start()
+    try:
+        yield proc
+    finally:
+        if proc.alive():
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def client(engine: EngineProcess) -> Iterator[object]:
+    with sdk_worker(engine.worker_url, "test-client") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def http(engine: EngineProcess) -> Http:
+    return Http(engine.http_url)

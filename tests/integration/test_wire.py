@@ -1,0 +1,305 @@
+"""The worker protocol on the wire, with a raw aiohttp WebSocket client:
+handshake, calls between workers, cleanup, and bad input that must leave the
+engine and the connection working."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.harness import EngineProcess
+
+
+class RawWorker:
+    """A hand-driven worker socket: send dicts or raw frames, read frames."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.registered: dict[str, Any] = {}
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        await self.ws.send_str(json.dumps(msg))
+
+    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        msg = await self.ws.receive(timeout)
+        assert msg.type == aiohttp.WSMsgType.TEXT, f"socket not open: {msg}"
+        return json.loads(msg.data)  # type: ignore[no-any-return]
+
+    async def recv_type(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.recv(timeout)
+                if frame.get("type") == kind:
+                    return frame
+
+    async def call(self, function_id: str, data: Any = None, **extra: Any
+                   ) -> dict[str, Any]:
+        invocation_id = str(uuid.uuid4())
+        msg = {"type": "invokefunction", "invocation_id": invocation_id,
+               "function_id": function_id, **extra}
+        if data is not None:
+            msg["data"] = data
+        await self.send(msg)
+        async with asyncio.timeout(10):
+            while True:
+                frame = await self.recv(10)
+                if (frame.get("type") == "invocationresult"
+                        and frame.get("invocation_id") == invocation_id):
+                    return frame
+
+    async def alive(self) -> None:
+        """The socket still works: a JSON ping gets its pong."""
+        await self.send({"type": "ping"})
+        await self.recv_type("pong")
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+async def worker(engine: EngineProcess, session: aiohttp.ClientSession
+                 ) -> AsyncIterator[RawWorker]:
+    ws = await session.ws_connect(engine.worker_url, max_msg_size=64 * 1024 * 1024)
+    w = RawWorker(ws)
+    w.registered = await w.recv_type("workerregistered")
+    yield w
+    await ws.close()
+
+
+async def test_workerregistered_comes_first(worker: RawWorker) -> None:
+    assert uuid.UUID(worker.registered["worker_id"])
+    assert uuid.UUID(worker.registered["reattach_token"])
+
+
+async def test_unknown_function_reply_shape(worker: RawWorker) -> None:
+    reply = await worker.call("missing::fn", {"a": 1})
+    assert reply["function_id"] == "missing::fn"
+    assert reply["error"] == {
+        "code": "function_not_found",
+        "message": "Function missing::fn not found in namespace default.",
+    }
+    assert "result" not in reply
+
+
+async def test_round_trip_and_absent_data(worker: RawWorker) -> None:
+    scope = f"wire-{uuid.uuid4().hex[:6]}"
+    reply = await worker.call("state::set", {"scope": scope, "key": "k",
+                                             "value": "héllo 🌍"})
+    assert reply["result"] == {"old_value": None, "new_value": "héllo 🌍"}
+    reply = await worker.call("state::list_groups")  # no `data` key at all
+    assert scope in reply["result"]["groups"]
+    reply = await worker.call("state::get")
+    assert reply["error"]["code"] == "deserialization_error"
+    assert reply["error"]["message"].startswith(
+        "Failed to deserialize input for state::get:")
+
+
+async def test_non_ascii_goes_out_as_raw_utf8(worker: RawWorker) -> None:
+    await worker.call("state::set", {"scope": "wire-utf8", "key": "k", "value": "🌍"})
+    await worker.send({"type": "invokefunction", "invocation_id": "x-1",
+                       "function_id": "state::get",
+                       "data": {"scope": "wire-utf8", "key": "k"}})
+    msg = await worker.ws.receive(5)
+    assert "🌍" in msg.data and "\\u" not in msg.data
+
+
+@pytest.mark.parametrize("frame", [
+    "{not json",
+    "[1, 2, 3]",
+    '"just a string"',
+    '{"no_type": 1}',
+    '{"type": 42}',
+    '{"type": "frobnicate", "x": 1}',
+    '{"type": "invokefunction"}',
+    '{"type": "registerfunction", "id": 7}',
+    '{"type": "registertrigger", "id": "t"}',
+    "   ",
+    '{"type": "invocationresult", "invocation_id": "nobody-waits", "result": 1}',
+])
+async def test_bad_frames_are_dropped_socket_stays(worker: RawWorker, frame: str
+                                                   ) -> None:
+    await worker.ws.send_str(frame)
+    await worker.alive()
+    reply = await worker.call("state::get", {"scope": "x", "key": "y"})
+    assert reply["result"] is None
+
+
+async def test_binary_json_frame_is_accepted(worker: RawWorker) -> None:
+    await worker.ws.send_bytes(json.dumps({
+        "type": "invokefunction", "invocation_id": "bin-1",
+        "function_id": "state::get", "data": {"scope": "x", "key": "y"}}).encode())
+    reply = await worker.recv_type("invocationresult")
+    assert reply["invocation_id"] == "bin-1"
+
+
+async def test_invalid_ops_are_a_deserialization_error(worker: RawWorker) -> None:
+    for ops in ([{"type": "increment", "path": "n", "by": 1.5}],
+                [{"type": "nope"}], "ops", [{"type": "set"}]):
+        reply = await worker.call("state::update",
+                                  {"scope": "wire", "key": "k", "ops": ops})
+        assert reply["error"]["code"] == "deserialization_error", reply
+    reply = await worker.call("state::get", {"scope": "wire", "key": "k"})
+    assert reply["result"] is None  # nothing was written
+
+
+async def test_void_call_gets_no_reply(worker: RawWorker) -> None:
+    await worker.send({"type": "invokefunction", "function_id": "state::set",
+                       "data": {"scope": "wire-void", "key": "k", "value": 1},
+                       "action": {"type": "void"}})
+    await worker.send({"type": "invokefunction", "function_id": "missing::fn",
+                       "action": {"type": "void"}})
+    await worker.alive()  # the pong is the next frame: no invocationresult came
+    async with asyncio.timeout(5):
+        while (await worker.call("state::get", {"scope": "wire-void", "key": "k"})
+               )["result"] != 1:
+            pass
+
+
+async def test_bad_trigger_config_is_reported(worker: RawWorker) -> None:
+    await worker.send({"type": "registertrigger", "id": "bad-1",
+                       "trigger_type": "state", "function_id": "f",
+                       "config": {"scope": 5}})
+    reply = await worker.recv_type("triggerregistrationresult")
+    assert reply["id"] == "bad-1"
+    assert reply["error"]["code"] == "trigger_registration_failed"
+    assert "Failed to parse trigger config" in reply["error"]["message"]
+    await worker.send({"type": "registertrigger", "id": "bad-2",
+                       "trigger_type": "http", "function_id": "f", "config": {}})
+    reply = await worker.recv_type("triggerregistrationresult")
+    assert reply["error"]["message"] == "api_path is required for http triggers"
+
+
+async def test_call_between_workers_with_caller_stamp(
+    engine: EngineProcess, session: aiohttp.ClientSession, worker: RawWorker
+) -> None:
+    async with session.ws_connect(engine.worker_url) as ws:
+        server = RawWorker(ws)
+        await server.recv_type("workerregistered")
+        await server.send({"type": "registerfunction", "id": "wire::echo"})
+        await server.alive()  # registration applied before the pong
+        call = asyncio.create_task(worker.call("wire::echo", {"x": 1},
+                                               metadata={"m": 2}))
+        delivered = await server.recv_type("invokefunction")
+        assert delivered["function_id"] == "wire::echo"
+        assert delivered["data"] == {
+            "x": 1, "_caller_worker_id": worker.registered["worker_id"]}
+        assert delivered["metadata"] == {"m": 2}
+        await server.send({"type": "invocationresult",
+                           "invocation_id": delivered["invocation_id"],
+                           "function_id": "wire::echo", "result": {"ok": True}})
+        reply = await call
+        assert reply["result"] == {"ok": True}
+
+
+async def test_worker_disconnect_stops_invocations_and_removes_functions(
+    engine: EngineProcess, session: aiohttp.ClientSession, worker: RawWorker
+) -> None:
+    ws = await session.ws_connect(engine.worker_url)
+    server = RawWorker(ws)
+    await server.recv_type("workerregistered")
+    await server.send({"type": "registerfunction", "id": "wire::hang"})
+    await server.alive()
+    call = asyncio.create_task(worker.call("wire::hang", {}))
+    await server.recv_type("invokefunction")
+    await ws.close()
+    reply = await call
+    assert reply["error"] == {"code": "invocation_stopped",
+                              "message": "Invocation stopped"}
+    reply = await worker.call("wire::hang", {})
+    assert reply["error"]["code"] == "function_not_found"
+
+
+async def test_reattach_retires_the_old_connection(
+    engine: EngineProcess, session: aiohttp.ClientSession, worker: RawWorker
+) -> None:
+    old_ws = await session.ws_connect(engine.worker_url)
+    old = RawWorker(old_ws)
+    hello = await old.recv_type("workerregistered")
+    await old.send({"type": "registerfunction", "id": "wire::old-only"})
+    await old.alive()
+    async with session.ws_connect(engine.worker_url) as ws:
+        new = RawWorker(ws)
+        await new.recv_type("workerregistered")
+        await new.send({"type": "reattach", "previous_worker_id": hello["worker_id"],
+                        "reattach_token": "wrong"})
+        await new.alive()
+        assert not old_ws.closed
+        await new.send({"type": "reattach", "previous_worker_id": hello["worker_id"],
+                        "reattach_token": hello["reattach_token"]})
+        await new.alive()
+        msg = await old_ws.receive(5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        reply = await worker.call("wire::old-only", {})
+        assert reply["error"]["code"] == "function_not_found"
+
+
+async def test_engine_introspection(worker: RawWorker) -> None:
+    await worker.send({"type": "registerfunction", "id": "wire::listed",
+                       "description": "d", "metadata": {"team": "t"}})
+    await worker.send({"type": "invokefunction", "function_id":
+                       "engine::workers::register", "action": {"type": "void"},
+                       "data": {"runtime": "python", "version": "0", "name": "raw",
+                                "pid": 1, "namespace": None, "isolation": None}})
+    await worker.alive()
+    functions = (await worker.call("engine::functions::list", {}))["result"]
+    ids = [f["function_id"] for f in functions["functions"]]
+    assert ids == sorted(ids)
+    assert "state::set" in ids and not any(i.startswith("engine::") for i in ids)
+    listed = next(f for f in functions["functions"]
+                  if f["function_id"] == "wire::listed")
+    assert listed["worker_name"] == "raw"
+    assert listed["metadata"] == {"team": "t"}
+    workers = (await worker.call("engine::workers::list", {}))["result"]["workers"]
+    me = next(w for w in workers if w["id"] == worker.registered["worker_id"])
+    assert me["name"] == "raw" and "wire::listed" in me["functions"]
+    types = (await worker.call("engine::triggers::list", {}))["result"]["triggers"]
+    assert {"http", "state"} <= {t["id"] for t in types}
+
+
+async def test_large_message_round_trip(worker: RawWorker) -> None:
+    big = "x" * (20 * 1024 * 1024)
+    reply = await worker.call("state::set", {"scope": "wire-big", "key": "k",
+                                             "value": big})
+    assert reply["result"]["new_value"] == big
+    reply = await worker.call("state::get", {"scope": "wire-big", "key": "k"})
+    assert reply["result"] == big
+
+
+async def test_value_too_large(tmp_path: Path, session: aiohttp.ClientSession
+                               ) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "workers:\n"
+        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+        "  - name: iii-state\n    config: {max_value_bytes: 64}\n"
+        "  - name: iii-made-up-module\n"
+    )
+    proc = EngineProcess(tmp_path / "data", config=config).start()
+    try:
+        async with session.ws_connect(proc.worker_url) as ws:
+            w = RawWorker(ws)
+            await w.recv_type("workerregistered")
+            reply = await w.call("state::set", {"scope": "s", "key": "k",
+                                                "value": "y" * 100})
+            assert reply["error"] == {
+                "code": "VALUE_TOO_LARGE",
+                "message": "value of 102 bytes exceeds the configured "
+                           "max_value_bytes limit of 64"}
+            reply = await w.call("state::get", {"scope": "s", "key": "k"})
+            assert reply["result"] is None
+            reply = await w.call("state::set", {"scope": "s", "key": "k",
+                                                "value": "small"})
+            assert reply["result"]["new_value"] == "small"
+        assert "iii-made-up-module" in proc.log()
+    finally:
+        proc.stop()
