@@ -38,7 +38,8 @@ class Server:
     async def start(self) -> None:
         cfg = self.config
         store = await SqliteStore.open(
-            cfg.data_dir, synchronous=cfg.synchronous  # type: ignore[arg-type]
+            cfg.data_dir,
+            synchronous=cfg.synchronous,  # type: ignore[arg-type]
         )
         writer = LogWriter(store, max_batch=cfg.max_batch)
         tail = LogTail(store)
@@ -49,8 +50,11 @@ class Server:
             writer.run(), name="log-writer"
         )
         builtins.install(engine)
-        StateModule(engine, max_value_bytes=cfg.state_max_value_bytes,
-                    triggers_enabled=cfg.state_triggers_enabled)
+        StateModule(
+            engine,
+            max_value_bytes=cfg.state_max_value_bytes,
+            triggers_enabled=cfg.state_triggers_enabled,
+        )
         self.ports["worker"] = await self._listen(
             make_worker_app(engine), cfg.worker_host, cfg.worker_port
         )

@@ -44,8 +44,9 @@ class HttpConfig:
     plain_results: bool = True
 
 
-def _json_response(status: int, body: bytes, extra: dict[str, str] | None = None
-                   ) -> web.Response:
+def _json_response(
+    status: int, body: bytes, extra: dict[str, str] | None = None
+) -> web.Response:
     headers = {"content-type": "application/json", **(extra or {})}
     return web.Response(status=status, body=body, headers=headers)
 
@@ -88,8 +89,10 @@ class HttpModule:
             headers["vary"] = "Origin"
         wanted = request.headers.get("Access-Control-Request-Method")
         if wanted is not None:
-            allowed = ", ".join(m.upper() for m in methods) if methods else (
-                wanted or "GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS"
+            allowed = (
+                ", ".join(m.upper() for m in methods)
+                if methods
+                else (wanted or "GET, POST, PUT, DELETE, PATCH, HEAD, OPTIONS")
             )
             headers["access-control-allow-methods"] = allowed
             headers["access-control-allow-headers"] = request.headers.get(
@@ -108,9 +111,9 @@ class HttpModule:
             response = await self._handle(request)
         if cors:
             for name, value in cors.items():
-                if not name.startswith("access-control-allow-m") and not name.startswith(
-                    "access-control-allow-h"
-                ):
+                if not name.startswith(
+                    "access-control-allow-m"
+                ) and not name.startswith("access-control-allow-h"):
                     response.headers.setdefault(name, value)
         return response
 
@@ -153,8 +156,10 @@ class HttpModule:
                     body = loads(raw)
                 except ValueError as e:
                     return _json_response(
-                        400, error_envelope("INVALID_JSON",
-                                            f"Request body is not valid JSON: {e}"),
+                        400,
+                        error_envelope(
+                            "INVALID_JSON", f"Request body is not valid JSON: {e}"
+                        ),
                     )
         payload: dict[str, Any] = {
             "query_params": query,
@@ -163,8 +168,11 @@ class HttpModule:
             "path": route.api_path,
             "method": request.method,
             "body": body,
-            "trigger": {"type": "http", "path": route.api_path,
-                        "method": request.method},
+            "trigger": {
+                "type": "http",
+                "path": route.api_path,
+                "method": request.method,
+            },
         }
         if self.config.body_fields_at_top_level and isinstance(body, dict):
             for name, value in body.items():
@@ -173,23 +181,33 @@ class HttpModule:
         if route.condition_function_id:
             try:
                 verdict = await self.engine.invoke(
-                    route.condition_function_id, payload,
+                    route.condition_function_id,
+                    payload,
                     CallContext(function_id=route.condition_function_id),
                 )
             except EngineError as e:
                 return self._error(e, route)
             if verdict is False:
-                return _json_response(422, dumps_bytes({
-                    "error": {"code": "CONDITION_NOT_MET",
-                              "message": "Request condition not met"},
-                    "skipped": True}))
+                return _json_response(
+                    422,
+                    dumps_bytes(
+                        {
+                            "error": {
+                                "code": "CONDITION_NOT_MET",
+                                "message": "Request condition not met",
+                            },
+                            "skipped": True,
+                        }
+                    ),
+                )
         for mw_id in route.middleware_function_ids:
             early = await self._middleware(mw_id, meta)
             if early is not None:
                 return early
         try:
             result = await self.engine.invoke(
-                route.function_id, payload,
+                route.function_id,
+                payload,
                 CallContext(function_id=route.function_id),
             )
         except EngineError as e:
@@ -215,8 +233,9 @@ class HttpModule:
                     function_id, payload, CallContext(function_id=function_id)
                 )
         except TimeoutError:
-            return _json_response(504, error_envelope(
-                "MIDDLEWARE_TIMEOUT", "Middleware timeout"))
+            return _json_response(
+                504, error_envelope("MIDDLEWARE_TIMEOUT", "Middleware timeout")
+            )
         except EngineError as e:
             return self._error(e, None)
         if isinstance(result, dict) and result.get("action") == "respond":
@@ -236,6 +255,10 @@ class HttpModule:
 
     def _error(self, error: EngineError, route: Route | None) -> web.Response:
         error_id = uuid.uuid4().hex[:12]
-        log.error("http %s failed [%s]: %s", route.display if route else "middleware",
-                  error_id, error)
+        log.error(
+            "http %s failed [%s]: %s",
+            route.display if route else "middleware",
+            error_id,
+            error,
+        )
         return _json_response(500, error_envelope(error.code, error.message, error_id))

@@ -158,10 +158,19 @@ _MESSAGE = TypeAdapter(Message)
 KNOWN_TYPES = frozenset(
     m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
     for m in (
-        RegisterFunction, UnregisterFunction, InvokeFunction, InvocationResult,
-        RegisterTrigger, UnregisterTrigger, TriggerRegistrationResult,
-        RegisterTriggerType, UnregisterTriggerType, RegisterService, Reattach,
-        Ping, Pong,
+        RegisterFunction,
+        UnregisterFunction,
+        InvokeFunction,
+        InvocationResult,
+        RegisterTrigger,
+        UnregisterTrigger,
+        TriggerRegistrationResult,
+        RegisterTriggerType,
+        UnregisterTriggerType,
+        RegisterService,
+        Reattach,
+        Ping,
+        Pong,
     )
 )
 AnyMessage = Message | UnknownMessage

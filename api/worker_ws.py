@@ -43,8 +43,9 @@ OUTBOX_SIZE = 4096
 class WorkerConnection:
     """One worker socket; the engine's ``Peer``."""
 
-    def __init__(self, engine: Engine, ws: web.WebSocketResponse, ip: str | None
-                 ) -> None:
+    def __init__(
+        self, engine: Engine, ws: web.WebSocketResponse, ip: str | None
+    ) -> None:
         self.engine = engine
         self.ws = ws
         self.ip = ip
@@ -79,17 +80,20 @@ class WorkerConnection:
         )
         self.engine.connect(self)
         try:
-            await self.send({
-                "type": "workerregistered",
-                "worker_id": self.id,
-                "reattach_token": self.reattach_token,
-            })
+            await self.send(
+                {
+                    "type": "workerregistered",
+                    "worker_id": self.id,
+                    "reattach_token": self.reattach_token,
+                }
+            )
             async for msg in self.ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self._on_frame(msg.data)
                 elif msg.type == WSMsgType.ERROR:
-                    log.warning("worker %s: socket error: %s", self.id,
-                                self.ws.exception())
+                    log.warning(
+                        "worker %s: socket error: %s", self.id, self.ws.exception()
+                    )
         finally:
             await self.close()
             with contextlib.suppress(asyncio.QueueFull):
@@ -127,11 +131,16 @@ class WorkerConnection:
         elif isinstance(msg, InvocationResult):
             engine.resolve(msg.invocation_id, msg.result, msg.error)
         elif isinstance(msg, RegisterFunction):
-            engine.register_function(self, FunctionEntry(
-                msg.id, description=msg.description,
-                request_format=msg.request_format,
-                response_format=msg.response_format, metadata=msg.metadata,
-            ))
+            engine.register_function(
+                self,
+                FunctionEntry(
+                    msg.id,
+                    description=msg.description,
+                    request_format=msg.request_format,
+                    response_format=msg.response_format,
+                    metadata=msg.metadata,
+                ),
+            )
         elif isinstance(msg, UnregisterFunction):
             engine.unregister_function(self, msg.id)
         elif isinstance(msg, RegisterTrigger):
@@ -148,21 +157,32 @@ class WorkerConnection:
 
     async def _register_trigger(self, msg: RegisterTrigger) -> None:
         binding = TriggerBinding(
-            id=msg.id, trigger_type=msg.trigger_type, function_id=msg.function_id,
-            config=msg.config, metadata=msg.metadata, owner=self,
+            id=msg.id,
+            trigger_type=msg.trigger_type,
+            function_id=msg.function_id,
+            config=msg.config,
+            metadata=msg.metadata,
+            owner=self,
         )
         try:
             await self.engine.register_trigger(binding)
         except EngineError as e:
-            log.warning("worker %s: trigger %s (%s) refused: %s",
-                        self.id, msg.id, msg.trigger_type, e.message)
-            await self.send({
-                "type": "triggerregistrationresult",
-                "id": msg.id,
-                "trigger_type": msg.trigger_type,
-                "function_id": msg.function_id,
-                "error": {"code": e.code, "message": e.message},
-            })
+            log.warning(
+                "worker %s: trigger %s (%s) refused: %s",
+                self.id,
+                msg.id,
+                msg.trigger_type,
+                e.message,
+            )
+            await self.send(
+                {
+                    "type": "triggerregistrationresult",
+                    "id": msg.id,
+                    "trigger_type": msg.trigger_type,
+                    "function_id": msg.function_id,
+                    "error": {"code": e.code, "message": e.message},
+                }
+            )
 
     async def _reattach(self, msg: Reattach) -> None:
         old = self.engine.workers.get(msg.previous_worker_id or "")
@@ -177,8 +197,11 @@ class WorkerConnection:
         action = msg.action_type
         reply = msg.invocation_id is not None and action != "void"
         ctx = CallContext(
-            function_id=msg.function_id, caller=self, metadata=msg.metadata,
-            traceparent=msg.traceparent, baggage=msg.baggage,
+            function_id=msg.function_id,
+            caller=self,
+            metadata=msg.metadata,
+            traceparent=msg.traceparent,
+            baggage=msg.baggage,
         )
         try:
             if action == "enqueue":
@@ -195,14 +218,20 @@ class WorkerConnection:
         except Exception as e:
             log.exception("invocation of %s failed", msg.function_id)
             if reply:
-                await self._reply(msg, error={"code": "invocation_error",
-                                              "message": str(e)})
+                await self._reply(
+                    msg, error={"code": "invocation_error", "message": str(e)}
+                )
         else:
             if reply:
                 await self._reply(msg, result=result)
 
-    async def _reply(self, msg: InvokeFunction, *, result: Any = None,
-                     error: dict[str, Any] | None = None) -> None:
+    async def _reply(
+        self,
+        msg: InvokeFunction,
+        *,
+        result: Any = None,
+        error: dict[str, Any] | None = None,
+    ) -> None:
         out: dict[str, Any] = {
             "type": "invocationresult",
             "invocation_id": msg.invocation_id,

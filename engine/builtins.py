@@ -79,33 +79,42 @@ def install(engine: Engine) -> None:
             meta = peer.metadata
             if "pid" not in meta:
                 continue
-            functions = sorted(f.id for f in engine.functions.values()
-                               if f.owner is peer)
-            out.append({
-                "id": peer.id,
-                "name": peer.name,
-                "description": meta.get("description"),
-                "version": meta.get("version"),
-                "namespace": meta.get("namespace") or "default",
-                "runtime": meta.get("runtime"),
-                "os": meta.get("os"),
-                "pid": meta.get("pid"),
-                "isolation": meta.get("isolation"),
-                "status": "connected",
-                "function_count": len(functions),
-                "functions": functions,
-                "connected_at_ms": peer.connected_at_ms,
-                "active_invocations": len(peer.inflight),
-                "ip_address": getattr(peer, "ip", None),
-            })
+            functions = sorted(
+                f.id for f in engine.functions.values() if f.owner is peer
+            )
+            out.append(
+                {
+                    "id": peer.id,
+                    "name": peer.name,
+                    "description": meta.get("description"),
+                    "version": meta.get("version"),
+                    "namespace": meta.get("namespace") or "default",
+                    "runtime": meta.get("runtime"),
+                    "os": meta.get("os"),
+                    "pid": meta.get("pid"),
+                    "isolation": meta.get("isolation"),
+                    "status": "connected",
+                    "function_count": len(functions),
+                    "functions": functions,
+                    "connected_at_ms": peer.connected_at_ms,
+                    "active_invocations": len(peer.inflight),
+                    "ip_address": getattr(peer, "ip", None),
+                }
+            )
         return {"workers": out}
 
     async def list_trigger_types(data: Any, ctx: CallContext) -> Any:
-        return {"triggers": [
-            {"id": tid, "namespace": "default", "worker_name": "iiilog",
-             "description": desc}
-            for tid, desc in sorted(engine.trigger_type_info.items())
-        ]}
+        return {
+            "triggers": [
+                {
+                    "id": tid,
+                    "namespace": "default",
+                    "worker_name": "iiilog",
+                    "description": desc,
+                }
+                for tid, desc in sorted(engine.trigger_type_info.items())
+            ]
+        }
 
     async def list_registered(data: Any, ctx: CallContext) -> Any:
         opts = data if isinstance(data, dict) else {}
@@ -115,12 +124,16 @@ def install(engine: Engine) -> None:
                 continue
             if opts.get("function_id") not in (None, b.function_id):
                 continue
-            out.append({
-                "id": b.id, "trigger_type": b.trigger_type,
-                "function_id": b.function_id, "config": b.config,
-                "worker_name": b.owner.name if b.owner else None,
-                "active": b.trigger_type in engine.providers,
-            })
+            out.append(
+                {
+                    "id": b.id,
+                    "trigger_type": b.trigger_type,
+                    "function_id": b.function_id,
+                    "config": b.config,
+                    "worker_name": b.owner.name if b.owner else None,
+                    "active": b.trigger_type in engine.providers,
+                }
+            )
         return {"registered_triggers": out}
 
     engine.add_builtin("engine::workers::register", register_worker)

@@ -57,24 +57,27 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:
+        from scripts.replay import main as replay_main
+
+        return replay_main(argv[1:])
     parser = argparse.ArgumentParser(prog="iiilog", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("IIILOG_LOG", "INFO"))
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run the engine")
     p_serve.add_argument("--config", help="iii config.yaml (default: built in)")
     p_serve.add_argument("--data-dir", help="where the log lives (default ./data)")
-    p_replay = sub.add_parser("replay", help="rebuild and verify views from the log")
-    p_replay.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser(
+        "replay",
+        help="rebuild and verify views from the log (see `iiilog replay --help`)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.command == "replay":
-        from scripts.replay import main as replay_main
-
-        return replay_main(args.rest)
     try:
         return asyncio.run(serve(args))
     except ConfigError as e:

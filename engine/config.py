@@ -35,10 +35,25 @@ workers:
 """
 
 _VAR = re.compile(r"\$\{([^}:]+)(?::([^}]*))?\}")
-ALWAYS_ON = {"iii-worker-manager", "iii-observability", "configuration",
-             "iii-engine-functions", "iii-telemetry"}
-NOT_YET = {"iii-stream", "iii-cron", "cron", "iii-pubsub", "pubsub", "iii-queue",
-           "queue", "iii-http-functions", "iii-exec", "iii-bridge"}
+ALWAYS_ON = {
+    "iii-worker-manager",
+    "iii-observability",
+    "configuration",
+    "iii-engine-functions",
+    "iii-telemetry",
+}
+NOT_YET = {
+    "iii-stream",
+    "iii-cron",
+    "cron",
+    "iii-pubsub",
+    "pubsub",
+    "iii-queue",
+    "queue",
+    "iii-http-functions",
+    "iii-exec",
+    "iii-bridge",
+}
 
 
 class ConfigError(ValueError):
@@ -53,8 +68,9 @@ def substitute(text: str, env: dict[str, str] | None = None) -> str:
         if name in env:
             return env[name]
         if default is None:
-            raise ConfigError(f"environment variable {name} is not set and has no"
-                              " default")
+            raise ConfigError(
+                f"environment variable {name} is not set and has no default"
+            )
         return default
 
     return _VAR.sub(repl, text)
@@ -109,12 +125,13 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
                 host=str(conf.get("host", "0.0.0.0")),
                 port=_int(conf, "port", 3111) or 0,
                 default_timeout=_int(conf, "default_timeout", 30_000) or 30_000,
-                concurrency_request_limit=_int(
-                    conf, "concurrency_request_limit", 1024) or 1024,
+                concurrency_request_limit=_int(conf, "concurrency_request_limit", 1024)
+                or 1024,
                 cors=conf.get("cors"),
                 middleware=list(conf.get("middleware") or []),
-                body_fields_at_top_level=bool(conf.get("body_fields_at_top_level",
-                                                       True)),
+                body_fields_at_top_level=bool(
+                    conf.get("body_fields_at_top_level", True)
+                ),
             )
         elif name in ("iii-state", "state"):
             cfg.state_max_value_bytes = _int(conf, "max_value_bytes", None)
@@ -125,8 +142,10 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
             cfg.data_dir = Path(str(conf.get("data_dir", "./data")))
             sync = str(conf.get("synchronous", "full")).lower()
             if sync not in ("off", "normal", "full", "extra"):
-                raise ConfigError("iiilog-eventlog: synchronous must be one of"
-                                  " off, normal, full, extra")
+                raise ConfigError(
+                    "iiilog-eventlog: synchronous must be one of"
+                    " off, normal, full, extra"
+                )
             cfg.synchronous = sync
             cfg.max_batch = _int(conf, "max_batch", 512) or 512
         elif name in ALWAYS_ON:

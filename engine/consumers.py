@@ -33,6 +33,7 @@ async def consume(
                 try:
                     await deliver(record)
                 except Exception:
-                    log.exception("%s: delivery of offset %d failed",
-                                  name, record.offset)
+                    log.exception(
+                        "%s: delivery of offset %d failed", name, record.offset
+                    )
             cursor = record.offset

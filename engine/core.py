@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from eventlog import LogTail, LogWriter, Origin, SqliteStore
 
-from .errors import EngineError, FunctionNotFound, TriggerRegistrationFailed
+from .errors import EngineError, FunctionNotFound
 
 log = logging.getLogger("iiilog.engine")
 
@@ -145,7 +145,8 @@ class Engine:
         if current is not None and current.owner is None:
             log.warning(
                 "worker %s tried to register built-in function %s; ignored",
-                peer.id, entry.id,
+                peer.id,
+                entry.id,
             )
             return
         entry.owner = peer
@@ -204,9 +205,11 @@ class Engine:
             if isinstance(error, dict):
                 code = str(error.get("code") or "invocation_failed")
                 message = str(error.get("message") or "")
-                extra = {"stacktrace": error["stacktrace"]} if error.get(
-                    "stacktrace"
-                ) else None
+                extra = (
+                    {"stacktrace": error["stacktrace"]}
+                    if error.get("stacktrace")
+                    else None
+                )
                 pending.future.set_exception(EngineError(code, message, extra=extra))
             else:
                 pending.future.set_exception(EngineError("UNKNOWN", str(error)))
@@ -264,8 +267,9 @@ class Engine:
                     condition, payload, CallContext(function_id=condition)
                 )
             except EngineError as e:
-                log.error("condition %s of trigger %s failed: %s",
-                          condition, binding.id, e)
+                log.error(
+                    "condition %s of trigger %s failed: %s", condition, binding.id, e
+                )
                 return False, None
             if verdict is False:
                 return False, None

@@ -1,9 +1,9 @@
 """Errors the engine returns to callers, in iii's shape ``{code, message}``.
 
-    EngineError                 carries ``code`` and ``message`` to the caller
-    ├── FunctionNotFound        ``function_not_found``
-    ├── DeserializationError    ``deserialization_error`` (bad input shape)
-    └── TriggerRegistrationFailed  ``trigger_registration_failed``
+EngineError                 carries ``code`` and ``message`` to the caller
+├── FunctionNotFound        ``function_not_found``
+├── DeserializationError    ``deserialization_error`` (bad input shape)
+└── TriggerRegistrationFailed  ``trigger_registration_failed``
 """
 
 from __future__ import annotations

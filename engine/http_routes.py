@@ -15,8 +15,17 @@ from .errors import TriggerRegistrationFailed
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 STANDARD_KEYS = frozenset(
-    {"query_params", "path_params", "headers", "path", "method", "body", "trigger",
-     "request_body", "response"}
+    {
+        "query_params",
+        "path_params",
+        "headers",
+        "path",
+        "method",
+        "body",
+        "trigger",
+        "request_body",
+        "response",
+    }
 )
 RESPONSE_KEYS = frozenset({"status_code", "statusCode", "headers", "body"})
 
@@ -49,7 +58,7 @@ def parse_route(trigger_id: str, function_id: str, config: Any) -> Route:
     if not isinstance(config, dict):
         raise TriggerRegistrationFailed("api_path is required for http triggers")
     api_path = config.get("api_path")
-    if not isinstance(api_path, str) or api_path.strip("/") == "" and api_path != "/":
+    if not isinstance(api_path, str) or (api_path.strip("/") == "" and api_path != "/"):
         raise TriggerRegistrationFailed("api_path is required for http triggers")
     method = config.get("http_method") or "GET"
     if not isinstance(method, str):
@@ -99,7 +108,9 @@ class RouteTable:
             if route.trigger_id == trigger_id:
                 del self.routes[key]
 
-    def match(self, method: str, path: str) -> tuple[Route | None, bool, dict[str, str]]:
+    def match(
+        self, method: str, path: str
+    ) -> tuple[Route | None, bool, dict[str, str]]:
         """Returns (route, path_exists, path_params)."""
         segments = split_path(path)
         best: tuple[int, Route, dict[str, str]] | None = None

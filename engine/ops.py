@@ -141,7 +141,9 @@ def _check_path(kind: str, path: str | tuple[str, ...] | None) -> None:
         )
     for seg in segs:
         if seg == "":
-            raise _OpError(f"{kind}.path.empty_segment", "Path contains an empty segment")
+            raise _OpError(
+                f"{kind}.path.empty_segment", "Path contains an empty segment"
+            )
         if len(seg.encode()) > MAX_SEGMENT_BYTES:
             raise _OpError(
                 f"{kind}.path.segment_too_long",
@@ -213,7 +215,8 @@ def _leaf_append(target: Any, value: Any, rendered: str) -> Any:
             return target + value
         raise _OpError(
             "append.type_mismatch",
-            f"Expected string append value at path '{rendered}', got {type_name(value)}.",
+            f"Expected string append value at path '{rendered}', "
+            f"got {type_name(value)}.",
         )
     if target is None:
         return value if isinstance(value, str) else [value]

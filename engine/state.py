@@ -11,12 +11,12 @@ import logging
 from typing import Any
 
 from eventlog import Mutation, Outcome, Record
+from eventlog.codec import dumps_bytes
 
 from .consumers import consume
 from .core import CallContext, Engine, TriggerBinding
 from .errors import DeserializationError, EngineError, TriggerRegistrationFailed
 from .ops import OpsDecodeError, apply_ops, parse_ops
-from eventlog.codec import dumps_bytes
 
 log = logging.getLogger("iiilog.state")
 
@@ -93,8 +93,14 @@ class StateModule:
                     f" limit of {self.max_value_bytes}",
                 )
         record = await self._write(
-            Mutation("state.set", scope, None, key,
-                     lambda _e, _o: Outcome(True, value), ctx.origin()),
+            Mutation(
+                "state.set",
+                scope,
+                None,
+                key,
+                lambda _e, _o: Outcome(True, value),
+                ctx.origin(),
+            ),
             "SET_ERROR",
         )
         return {"old_value": record.old_value, "new_value": record.new_value}
@@ -111,8 +117,14 @@ class StateModule:
         data = _obj(fid, data)
         scope, key = _str(fid, data, "scope"), _str(fid, data, "key")
         record = await self._write(
-            Mutation("state.delete", scope, None, key,
-                     lambda _e, _o: Outcome(False), ctx.origin()),
+            Mutation(
+                "state.delete",
+                scope,
+                None,
+                key,
+                lambda _e, _o: Outcome(False),
+                ctx.origin(),
+            ),
             "DELETE_ERROR",
         )
         return record.old_value
@@ -181,14 +193,26 @@ class StateModule:
 
         async def deliver(record: Record) -> None:
             try:
-                await self.engine.fire(binding, state_event(record), condition=condition)
+                await self.engine.fire(
+                    binding, state_event(record), condition=condition
+                )
             except EngineError as e:
-                log.warning("state trigger %s -> %s failed at offset %d: %s",
-                            binding.id, binding.function_id, record.offset, e)
+                log.warning(
+                    "state trigger %s -> %s failed at offset %d: %s",
+                    binding.id,
+                    binding.function_id,
+                    record.offset,
+                    e,
+                )
 
         binding.state = self.engine.spawn(
-            consume(self.engine.tail, self.engine.tail.head, match, deliver,
-                    name=f"state-trigger:{binding.id}"),
+            consume(
+                self.engine.tail,
+                self.engine.tail.head,
+                match,
+                deliver,
+                name=f"state-trigger:{binding.id}",
+            ),
             name=f"state-trigger:{binding.id}",
         )
 

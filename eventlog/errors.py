@@ -1,8 +1,8 @@
 """Errors raised by the event log.
 
-    EventLogError
-    ├── StoreError          the database refused or failed a read or a commit
-    └── DataDirLockedError  another engine process owns the data dir
+EventLogError
+├── StoreError          the database refused or failed a read or a commit
+└── DataDirLockedError  another engine process owns the data dir
 """
 
 

@@ -91,7 +91,12 @@ class Mutation:
 
     @property
     def address(self) -> Address:
-        return (self.kind.split(".", 1)[0], self.scope, self.group or "", self.key or "")
+        return (
+            self.kind.split(".", 1)[0],
+            self.scope,
+            self.group or "",
+            self.key or "",
+        )
 
 
 @dataclass(slots=True)
@@ -149,7 +154,7 @@ class SqliteStore:
         synchronous: Synchronous = "full",
         read_only: bool = False,
     ) -> SqliteStore:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (once, at start)
         path = data_dir / "log.sqlite3"
         lock_fd = None
         writer = None
@@ -270,16 +275,33 @@ class SqliteStore:
                 extra["origin"] = m.origin.model_dump(exclude_none=True)
             logged_old = old_text if out.touches_view else None
             rows.append(
-                (offset, ts, m.kind, m.scope, m.group, m.key, logged_old, new_text,
-                 dumps(extra) if extra else None)
+                (
+                    offset,
+                    ts,
+                    m.kind,
+                    m.scope,
+                    m.group,
+                    m.key,
+                    logged_old,
+                    new_text,
+                    dumps(extra) if extra else None,
+                )
             )
             result.results.append(
                 Record.model_construct(
-                    offset=offset, ts=ts, kind=m.kind, scope=m.scope, group=m.group,
-                    key=m.key, existed=existed and out.touches_view,
+                    offset=offset,
+                    ts=ts,
+                    kind=m.kind,
+                    scope=m.scope,
+                    group=m.group,
+                    key=m.key,
+                    existed=existed and out.touches_view,
                     old_value=old_value if out.touches_view else None,
-                    exists=out.exists, new_value=out.new_value, ops=out.ops,
-                    errors=out.errors or None, event_type=out.event_type,
+                    exists=out.exists,
+                    new_value=out.new_value,
+                    ops=out.ops,
+                    errors=out.errors or None,
+                    event_type=out.event_type,
                     origin=m.origin,
                 )
             )

@@ -26,9 +26,9 @@ class LogWriter:
     def __init__(self, store: SqliteStore, *, max_batch: int = 512) -> None:
         self.store = store
         self.max_batch = max_batch
-        self._queue: asyncio.Queue[
-            tuple[Mutation, asyncio.Future[Record]] | None
-        ] = asyncio.Queue(maxsize=max_batch * 8)
+        self._queue: asyncio.Queue[tuple[Mutation, asyncio.Future[Record]] | None] = (
+            asyncio.Queue(maxsize=max_batch * 8)
+        )
         self._closing = False
         self._listeners: list[Listener] = []
         self.batches = 0

@@ -25,8 +25,9 @@ from projections.views import ViewState, fold, rows
 BATCH = 5000
 
 
-async def rebuild(store: SqliteStore, *, to: int | None = None,
-                  progress: bool = False) -> tuple[ViewState, int, int]:
+async def rebuild(
+    store: SqliteStore, *, to: int | None = None, progress: bool = False
+) -> tuple[ViewState, int, int]:
     """Fold the log from 0 up to ``to`` (default: the head).
 
     Returns (views, records read, last offset folded).
@@ -47,15 +48,20 @@ async def rebuild(store: SqliteStore, *, to: int | None = None,
             rate = count / max(time.perf_counter() - started, 1e-9)
             done = cursor / head
             bar = "#" * int(done * 30)
-            print(f"\r[{bar:<30}] {cursor}/{head} {rate:,.0f} rec/s",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"\r[{bar:<30}] {cursor}/{head} {rate:,.0f} rec/s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
     if progress:
         print(file=sys.stderr)
     return state, count, cursor
 
 
-def diff(live: list[tuple[str, str, str, Any]], rebuilt: list[tuple[str, str, str, Any]]
-         ) -> list[str]:
+def diff(
+    live: list[tuple[str, str, str, Any]], rebuilt: list[tuple[str, str, str, Any]]
+) -> list[str]:
     out: list[str] = []
     live_map = {r[:3]: r[3] for r in live}
     rebuilt_map = {r[:3]: r[3] for r in rebuilt}
@@ -65,8 +71,10 @@ def diff(live: list[tuple[str, str, str, Any]], rebuilt: list[tuple[str, str, st
         elif addr not in live_map:
             out.append(f"only rebuilt: {addr} = {rebuilt_map[addr]!r}")
         elif live_map[addr] != rebuilt_map[addr]:
-            out.append(f"differs:      {addr}: live {live_map[addr]!r} "
-                       f"!= rebuilt {rebuilt_map[addr]!r}")
+            out.append(
+                f"differs:      {addr}: live {live_map[addr]!r} "
+                f"!= rebuilt {rebuilt_map[addr]!r}"
+            )
     if not out and [r[:3] for r in live] != [r[:3] for r in rebuilt]:
         out.append("same entries, different list order")
     return out
@@ -81,18 +89,21 @@ async def run(args: argparse.Namespace) -> int:
     try:
         position, live_views = await store.view_snapshot(("state", "stream"))
         started = time.perf_counter()
-        state, count, head = await rebuild(store, to=position,
-                                           progress=not args.quiet)
+        state, count, head = await rebuild(store, to=position, progress=not args.quiet)
         elapsed = time.perf_counter() - started
-        print(f"folded {count} records up to offset {head} in {elapsed:.2f}s "
-              f"({count / max(elapsed, 1e-9):,.0f} records/s)")
+        print(
+            f"folded {count} records up to offset {head} in {elapsed:.2f}s "
+            f"({count / max(elapsed, 1e-9):,.0f} records/s)"
+        )
         drift = 0
         for space in ("state", "stream"):
             live = live_views[space]
             rebuilt = rows(state, space)
             problems = diff(live, rebuilt)
-            print(f"{space} view: {len(rebuilt)} entries rebuilt, "
-                  f"{'OK' if not problems else f'{len(problems)} differences'}")
+            print(
+                f"{space} view: {len(rebuilt)} entries rebuilt, "
+                f"{'OK' if not problems else f'{len(problems)} differences'}"
+            )
             for line in problems[:50]:
                 print("  " + line)
             drift += len(problems)
@@ -102,11 +113,17 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="replay", description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="replay",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     parser.add_argument("--data-dir", default="./data")
-    parser.add_argument("--verify", action="store_true",
-                        help="exit 1 when a rebuilt view differs from the live one")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="exit 1 when a rebuilt view differs from the live one",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return asyncio.run(run(parser.parse_args(argv)))
 

@@ -25,24 +25,31 @@ T = TypeVar("T")
 
 
 def wait_until(
-    probe: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+    probe: Callable[[], T | None],
+    timeout: float = 10.0,
+    interval: float = 0.02,
     message: str = "condition",
 ) -> T:
     """Poll ``probe`` until it returns something truthy, or fail at the deadline."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: T | None = None
     while time.monotonic() < deadline:
         last = probe()
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}; "
-                         f"last value: {last!r}")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {message}; last value: {last!r}"
+    )
 
 
 class EngineProcess:
-    def __init__(self, data_dir: Path, config: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.config = config
         self.extra_env = env or {}
@@ -54,30 +61,43 @@ class EngineProcess:
     def start(self, timeout: float = 20.0) -> EngineProcess:
         ready = self.data_dir / "engine.json"
         ready.unlink(missing_ok=True)
-        env = {**os.environ, "IIILOG_WORKER_PORT": "0", "IIILOG_HTTP_PORT": "0",
-               "IIILOG_STREAM_PORT": "0", "PYTHONUNBUFFERED": "1",
-               **self.extra_env}
-        cmd = [sys.executable, "-m", "engine", "serve", "--data-dir",
-               str(self.data_dir)]
+        env = {
+            **os.environ,
+            "IIILOG_WORKER_PORT": "0",
+            "IIILOG_HTTP_PORT": "0",
+            "IIILOG_STREAM_PORT": "0",
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "engine",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+        ]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         log.close()
 
         def read_ready() -> dict[str, Any] | None:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(
-                    f"engine exited with {self.proc.returncode}:\n{self.log()}")
+                    f"engine exited with {self.proc.returncode}:\n{self.log()}"
+                )
             try:
                 info = json.loads(ready.read_text())
             except (OSError, ValueError):
                 return None
             return info if info.get("pid") == self.proc.pid else None
 
-        info = wait_until(read_ready, timeout, message="engine start")
+        info: dict[str, Any] = wait_until(read_ready, timeout, message="engine start")
         self.worker_url = info["worker_url"]
         self.http_url = info.get("http_url", "")
         return self
@@ -116,9 +136,15 @@ class Http:
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
 
-    def request(self, method: str, path: str, body: Any = None,
-                headers: dict[str, str] | None = None, raw: bytes | None = None,
-                timeout: float = 35.0) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+        timeout: float = 35.0,
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         hdrs = dict(headers or {})
         data = raw
@@ -133,8 +159,9 @@ class Http:
         finally:
             conn.close()
 
-    def json(self, method: str, path: str, body: Any = None, **kw: Any
-             ) -> tuple[int, Any]:
+    def json(
+        self, method: str, path: str, body: Any = None, **kw: Any
+    ) -> tuple[int, Any]:
         status, _, payload = self.request(method, path, body, **kw)
         return status, json.loads(payload) if payload else None
 
@@ -145,8 +172,10 @@ def sdk_worker(url: str, name: str) -> Iterator[Any]:
     from iii import InitOptions, register_worker
 
     client = register_worker(
-        url, InitOptions(worker_name=name, otel={"enabled": False},
-                         enable_metrics_reporting=False),
+        url,
+        InitOptions(
+            worker_name=name, otel={"enabled": False}, enable_metrics_reporting=False
+        ),
     )
     try:
         yield client
@@ -154,7 +183,7 @@ def sdk_worker(url: str, name: str) -> Iterator[Any]:
         client.shutdown()
 
 
-def call(client: Any, function_id: str, payload: Any, timeout_ms: int = 10_000
-         ) -> Any:
-    return client.trigger({"function_id": function_id, "payload": payload,
-                           "timeout_ms": timeout_ms})
+def call(client: Any, function_id: str, payload: Any, timeout_ms: int = 10_000) -> Any:
+    return client.trigger(
+        {"function_id": function_id, "payload": payload, "timeout_ms": timeout_ms}
+    )

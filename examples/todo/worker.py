@@ -66,65 +66,105 @@ def main() -> None:
         body = req.get("body") or {}
         title = body.get("title") if isinstance(body, dict) else None
         if not isinstance(title, str) or not title.strip():
-            return {"status_code": 400,
-                    "body": {"error": {"code": "BAD_REQUEST",
-                                       "message": "`title` is required"}}}
+            return {
+                "status_code": 400,
+                "body": {
+                    "error": {"code": "BAD_REQUEST", "message": "`title` is required"}
+                },
+            }
         todo_id = f"todo-{int(time.time() * 1000)}-{uuid.uuid4().hex[:6]}"
-        todo = {"_key": todo_id, "id": todo_id, "title": title.strip(),
-                "completed": False, "created_at": now_iso()}
-        iii.trigger({"function_id": "state::set",
-                     "payload": {"scope": SCOPE, "key": todo_id, "value": todo}})
+        todo = {
+            "_key": todo_id,
+            "id": todo_id,
+            "title": title.strip(),
+            "completed": False,
+            "created_at": now_iso(),
+        }
+        iii.trigger(
+            {
+                "function_id": "state::set",
+                "payload": {"scope": SCOPE, "key": todo_id, "value": todo},
+            }
+        )
         return {"status_code": 201, "body": todo}
 
     def list_todos(req: dict[str, Any]) -> dict[str, Any]:
-        todos = iii.trigger({"function_id": "state::list",
-                             "payload": {"scope": SCOPE}})
+        todos = iii.trigger({"function_id": "state::list", "payload": {"scope": SCOPE}})
         return {"status_code": 200, "body": todos}
 
     def toggle(req: dict[str, Any]) -> dict[str, Any]:
         body = req.get("body") or {}
         todo_id = body.get("id") if isinstance(body, dict) else None
-        current = iii.trigger({"function_id": "state::get",
-                               "payload": {"scope": SCOPE, "key": todo_id}})
+        current = iii.trigger(
+            {"function_id": "state::get", "payload": {"scope": SCOPE, "key": todo_id}}
+        )
         if current is None:
             raise ValueError(f"Todo {todo_id} not found")
         completed = not current.get("completed", False)
-        iii.trigger({"function_id": "state::update", "payload": {
-            "scope": SCOPE, "key": todo_id, "ops": [
-                {"type": "set", "path": "completed", "value": completed},
-                {"type": "set", "path": "updated_at", "value": now_iso()},
-            ]}})
+        iii.trigger(
+            {
+                "function_id": "state::update",
+                "payload": {
+                    "scope": SCOPE,
+                    "key": todo_id,
+                    "ops": [
+                        {"type": "set", "path": "completed", "value": completed},
+                        {"type": "set", "path": "updated_at", "value": now_iso()},
+                    ],
+                },
+            }
+        )
         return {"status_code": 200, "body": {"id": todo_id, "completed": completed}}
 
     def delete(req: dict[str, Any]) -> dict[str, Any]:
         body = req.get("body") or {}
         todo_id = body.get("id") if isinstance(body, dict) else None
-        iii.trigger({"function_id": "state::delete",
-                     "payload": {"scope": SCOPE, "key": todo_id}})
+        iii.trigger(
+            {
+                "function_id": "state::delete",
+                "payload": {"scope": SCOPE, "key": todo_id},
+            }
+        )
         return {"status_code": 200, "body": {"deleted": todo_id}}
 
     def get_metrics(req: dict[str, Any]) -> dict[str, Any]:
-        metrics = iii.trigger({"function_id": "state::get",
-                               "payload": {"scope": METRICS[0], "key": METRICS[1]}})
+        metrics = iii.trigger(
+            {
+                "function_id": "state::get",
+                "payload": {"scope": METRICS[0], "key": METRICS[1]},
+            }
+        )
         return {"status_code": 200, "body": metrics or {"total": 0, "completed": 0}}
 
     def on_change(event: dict[str, Any]) -> None:
         action = classify(event)
         log.info("todo %s: %s", event.get("key"), action)
-        iii.trigger({
-            "function_id": "stream::send",
-            "payload": {"stream_name": "todos-live", "group_id": "all",
-                        "type": "todo_changed",
-                        "data": {"action": action, "key": event.get("key"),
-                                 "todo": event.get("new_value")}},
-            "action": TriggerAction.Void(),
-        })
+        iii.trigger(
+            {
+                "function_id": "stream::send",
+                "payload": {
+                    "stream_name": "todos-live",
+                    "group_id": "all",
+                    "type": "todo_changed",
+                    "data": {
+                        "action": action,
+                        "key": event.get("key"),
+                        "todo": event.get("new_value"),
+                    },
+                },
+                "action": TriggerAction.Void(),
+            }
+        )
 
     def update_metrics(event: dict[str, Any]) -> None:
         ops = metric_ops(event)
         if ops:
-            iii.trigger({"function_id": "state::update", "payload": {
-                "scope": METRICS[0], "key": METRICS[1], "ops": ops}})
+            iii.trigger(
+                {
+                    "function_id": "state::update",
+                    "payload": {"scope": METRICS[0], "key": METRICS[1], "ops": ops},
+                }
+            )
 
     routes = [
         ("todos::create", create, "todos", "POST"),
@@ -135,13 +175,19 @@ def main() -> None:
     ]
     for function_id, handler, path, method in routes:
         iii.register_function(function_id, handler)
-        iii.register_trigger({"type": "http", "function_id": function_id,
-                              "config": {"api_path": path, "http_method": method}})
+        iii.register_trigger(
+            {
+                "type": "http",
+                "function_id": function_id,
+                "config": {"api_path": path, "http_method": method},
+            }
+        )
     iii.register_function("todos::on-change", on_change)
     iii.register_function("todos::update-metrics", update_metrics)
     for function_id in ("todos::on-change", "todos::update-metrics"):
-        iii.register_trigger({"type": "state", "function_id": function_id,
-                              "config": {"scope": SCOPE}})
+        iii.register_trigger(
+            {"type": "state", "function_id": function_id, "config": {"scope": SCOPE}}
+        )
     log.info("todo worker connected to %s", url)
 
     done = threading.Event()

@@ -29,41 +29,67 @@ def routes(worker: Any) -> None:
         def handler(data: dict[str, Any]) -> dict[str, Any]:
             CALLS.append(tag)
             if respond:
-                return {"action": "respond", "response": {
-                    "status_code": 403, "body": {"error": "nope"},
-                    "headers": {"x-why": "policy"}}}
+                return {
+                    "action": "respond",
+                    "response": {
+                        "status_code": 403,
+                        "body": {"error": "nope"},
+                        "headers": {"x-why": "policy"},
+                    },
+                }
             return {"action": "continue"}
+
         return handler
 
-    table: list[tuple[str, Any, dict[str, Any]]] = [
+    table: list[tuple[str, Any, dict[str, Any] | None]] = [
         ("h::echo", echo, {"api_path": "items/:id", "http_method": "POST"}),
         ("h::echo-get", echo, {"api_path": "/items/:id"}),
         ("h::static", lambda r: {"body": "static"}, {"api_path": "items/special"}),
-        ("h::xml", lambda r: {"status_code": 201, "headers": {
-            "Content-Type": "text/xml"}, "body": "<a/>"}, {"api_path": "xml"}),
-        ("h::list-headers", lambda r: {"headers": ["X-One: 1"], "body": {"a": 1}},
-         {"api_path": "hdrs"}),
+        (
+            "h::xml",
+            lambda r: {
+                "status_code": 201,
+                "headers": {"Content-Type": "text/xml"},
+                "body": "<a/>",
+            },
+            {"api_path": "xml"},
+        ),
+        (
+            "h::list-headers",
+            lambda r: {"headers": ["X-One: 1"], "body": {"a": 1}},
+            {"api_path": "hdrs"},
+        ),
         ("h::plain", lambda r: {"hello": "world"}, {"api_path": "plain"}),
         ("h::null", lambda r: None, {"api_path": "null"}),
         ("h::number", lambda r: 42, {"api_path": "number"}),
         ("h::fail", fail, {"api_path": "fail"}),
         ("h::cond", lambda r: r["query_params"].get("ok") == "1", None),
-        ("h::guarded", echo, {"api_path": "guarded",
-                              "condition_function_id": "h::cond"}),
+        (
+            "h::guarded",
+            echo,
+            {"api_path": "guarded", "condition_function_id": "h::cond"},
+        ),
         ("h::mw1", mw("mw1", False), None),
         ("h::mw2", mw("mw2", False), None),
         ("h::deny", mw("deny", True), None),
-        ("h::with-mw", echo, {"api_path": "mw/:id", "middleware_function_ids":
-                              ["h::mw1", "h::mw2"]}),
-        ("h::denied", echo, {"api_path": "denied", "middleware_function_ids":
-                             ["h::deny", "h::mw1"]}),
+        (
+            "h::with-mw",
+            echo,
+            {"api_path": "mw/:id", "middleware_function_ids": ["h::mw1", "h::mw2"]},
+        ),
+        (
+            "h::denied",
+            echo,
+            {"api_path": "denied", "middleware_function_ids": ["h::deny", "h::mw1"]},
+        ),
         ("h::ghost", echo, {"api_path": "ghost"}),
     ]
     for function_id, handler, config in table:
         worker.register_function(function_id, handler)
         if config is not None:
-            worker.register_trigger({"type": "http", "function_id": function_id,
-                                     "config": config})
+            worker.register_trigger(
+                {"type": "http", "function_id": function_id, "config": config}
+            )
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +97,19 @@ def api(engine: EngineProcess) -> Iterator[Http]:
     with sdk_worker(engine.worker_url, "http-routes") as w:
         routes(w)
         client = Http(engine.http_url)
-        wait_until(lambda: client.request("GET", "/ghost")[0] == 200,
-                   message="routes live")
+        wait_until(
+            lambda: client.request("GET", "/ghost")[0] == 200, message="routes live"
+        )
         yield client
 
 
 def test_request_object(api: Http) -> None:
     status, headers, body = api.request(
-        "POST", "/items/a%20b?q=hello+world&limit=10&limit=11",
+        "POST",
+        "/items/a%20b?q=hello+world&limit=10&limit=11",
         body={"qty": 3, "method": "spoof", "title": "milk"},
-        headers={"X-Trace": "abc"})
+        headers={"X-Trace": "abc"},
+    )
     assert status == 200
     assert headers["content-type"] == "application/json"
     req = json.loads(body)
@@ -115,7 +144,9 @@ def test_response_shapes(api: Http) -> None:
 
 def test_engine_errors(api: Http) -> None:
     assert api.json("GET", "/no/such/route") == (
-        404, {"error": {"code": "NOT_FOUND", "message": "Not Found"}})
+        404,
+        {"error": {"code": "NOT_FOUND", "message": "Not Found"}},
+    )
     status, _, body = api.request("DELETE", "/xml")
     assert (status, body) == (405, b"")
     status, payload = api.json("GET", "/fail")
@@ -124,18 +155,25 @@ def test_engine_errors(api: Http) -> None:
     assert payload["error"]["message"] == "boom"
     assert 0 < len(payload["error"]["error_id"]) <= 12
     int(payload["error"]["error_id"], 16)
-    status, headers, body = api.request("POST", "/items/1", raw=b"{oops",
-                                        headers={"content-type":
-                                                 "application/json"})
+    status, _headers, body = api.request(
+        "POST", "/items/1", raw=b"{oops", headers={"content-type": "application/json"}
+    )
     assert status == 400
     assert json.loads(body)["error"]["code"] == "INVALID_JSON"
 
 
 def test_condition(api: Http) -> None:
     assert api.json("GET", "/guarded?ok=1")[0] == 200
-    assert api.json("GET", "/guarded?ok=0") == (422, {
-        "error": {"code": "CONDITION_NOT_MET", "message": "Request condition not met"},
-        "skipped": True})
+    assert api.json("GET", "/guarded?ok=0") == (
+        422,
+        {
+            "error": {
+                "code": "CONDITION_NOT_MET",
+                "message": "Request condition not met",
+            },
+            "skipped": True,
+        },
+    )
 
 
 def test_middleware_order_and_respond(api: Http) -> None:
@@ -146,14 +184,23 @@ def test_middleware_order_and_respond(api: Http) -> None:
     CALLS.clear()
     status, headers, body = api.request("GET", "/denied")
     assert (status, json.loads(body), headers["x-why"]) == (
-        403, {"error": "nope"}, "policy")
+        403,
+        {"error": "nope"},
+        "policy",
+    )
     assert CALLS == ["deny"]
 
 
 def test_cors(api: Http) -> None:
-    status, headers, _ = api.request("OPTIONS", "/anything/at/all", headers={
-        "Origin": "http://app.example", "Access-Control-Request-Method": "PUT",
-        "Access-Control-Request-Headers": "x-custom"})
+    status, headers, _ = api.request(
+        "OPTIONS",
+        "/anything/at/all",
+        headers={
+            "Origin": "http://app.example",
+            "Access-Control-Request-Method": "PUT",
+            "Access-Control-Request-Headers": "x-custom",
+        },
+    )
     assert status == 204
     assert headers["access-control-allow-origin"] == "http://app.example"
     assert "PUT" in headers["access-control-allow-methods"]
@@ -166,30 +213,38 @@ def test_unregistered_function_leaves_route(engine: EngineProcess) -> None:
     api = Http(engine.http_url)
     with sdk_worker(engine.worker_url, "short-lived") as w:
         fn = w.register_function("h::temp", lambda r: {"body": "here"})
-        w.register_trigger({"type": "http", "function_id": "h::temp",
-                            "config": {"api_path": "temp"}})
+        w.register_trigger(
+            {"type": "http", "function_id": "h::temp", "config": {"api_path": "temp"}}
+        )
         wait_until(lambda: api.request("GET", "/temp")[0] == 200)
         fn.unregister()
         wait_until(lambda: api.request("GET", "/temp")[0] == 500)
-        status, payload = api.json("GET", "/temp")
+        _status, payload = api.json("GET", "/temp")
         assert payload["error"]["code"] == "function_not_found"
     # The worker is gone: its trigger went with it.
     wait_until(lambda: api.request("GET", "/temp")[0] == 404)
 
 
-def test_route_conflict_is_rejected(engine: EngineProcess,
-                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_route_conflict_is_rejected(
+    engine: EngineProcess, caplog: pytest.LogCaptureFixture
+) -> None:
     api = Http(engine.http_url)
-    with caplog.at_level(logging.ERROR, logger="iii"), \
-            sdk_worker(engine.worker_url, "conflicts") as w:
+    with (
+        caplog.at_level(logging.ERROR, logger="iii"),
+        sdk_worker(engine.worker_url, "conflicts") as w,
+    ):
         w.register_function("h::xy", lambda r: {"body": "first"})
         w.register_function("h::yx", lambda r: {"body": "second"})
-        w.register_trigger({"type": "http", "function_id": "h::xy",
-                            "config": {"api_path": "c/:x/:y"}})
-        bad = w.register_trigger({"type": "http", "function_id": "h::yx",
-                                  "config": {"api_path": "c/:y/:x"}})
-        wait_until(lambda: "conflicts with already-registered route" in caplog.text,
-                   message="rejection logged by the SDK")
+        w.register_trigger(
+            {"type": "http", "function_id": "h::xy", "config": {"api_path": "c/:x/:y"}}
+        )
+        bad = w.register_trigger(
+            {"type": "http", "function_id": "h::yx", "config": {"api_path": "c/:y/:x"}}
+        )
+        wait_until(
+            lambda: "conflicts with already-registered route" in caplog.text,
+            message="rejection logged by the SDK",
+        )
         assert api.json("GET", "/c/1/2") == (200, "first")
         bad.unregister()
         # Frames are applied in order per socket: once this call returns, the
@@ -210,9 +265,19 @@ def test_timeout_is_504(tmp_path: Path) -> None:
     try:
         api = Http(proc.http_url)
         with sdk_worker(proc.worker_url, "slow") as w:
-            w.register_function("h::slow", lambda r: time.sleep(2) or {"body": 1})
-            w.register_trigger({"type": "http", "function_id": "h::slow",
-                                "config": {"api_path": "slow"}})
+
+            def slow(req: Any) -> Any:
+                time.sleep(2)  # the handler is slow on purpose
+                return {"body": 1}
+
+            w.register_function("h::slow", slow)
+            w.register_trigger(
+                {
+                    "type": "http",
+                    "function_id": "h::slow",
+                    "config": {"api_path": "slow"},
+                }
+            )
             wait_until(lambda: api.request("GET", "/slow")[0] != 404)
             started = time.monotonic()
             status, _, body = api.request("GET", "/slow")

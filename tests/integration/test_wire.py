@@ -39,19 +39,26 @@ class RawWorker:
                 if frame.get("type") == kind:
                     return frame
 
-    async def call(self, function_id: str, data: Any = None, **extra: Any
-                   ) -> dict[str, Any]:
+    async def call(
+        self, function_id: str, data: Any = None, **extra: Any
+    ) -> dict[str, Any]:
         invocation_id = str(uuid.uuid4())
-        msg = {"type": "invokefunction", "invocation_id": invocation_id,
-               "function_id": function_id, **extra}
+        msg = {
+            "type": "invokefunction",
+            "invocation_id": invocation_id,
+            "function_id": function_id,
+            **extra,
+        }
         if data is not None:
             msg["data"] = data
         await self.send(msg)
         async with asyncio.timeout(10):
             while True:
                 frame = await self.recv(10)
-                if (frame.get("type") == "invocationresult"
-                        and frame.get("invocation_id") == invocation_id):
+                if (
+                    frame.get("type") == "invocationresult"
+                    and frame.get("invocation_id") == invocation_id
+                ):
                     return frame
 
     async def alive(self) -> None:
@@ -67,8 +74,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def worker(engine: EngineProcess, session: aiohttp.ClientSession
-                 ) -> AsyncIterator[RawWorker]:
+async def worker(
+    engine: EngineProcess, session: aiohttp.ClientSession
+) -> AsyncIterator[RawWorker]:
     ws = await session.ws_connect(engine.worker_url, max_msg_size=64 * 1024 * 1024)
     w = RawWorker(ws)
     w.registered = await w.recv_type("workerregistered")
@@ -93,41 +101,52 @@ async def test_unknown_function_reply_shape(worker: RawWorker) -> None:
 
 async def test_round_trip_and_absent_data(worker: RawWorker) -> None:
     scope = f"wire-{uuid.uuid4().hex[:6]}"
-    reply = await worker.call("state::set", {"scope": scope, "key": "k",
-                                             "value": "héllo 🌍"})
+    reply = await worker.call(
+        "state::set", {"scope": scope, "key": "k", "value": "héllo 🌍"}
+    )
     assert reply["result"] == {"old_value": None, "new_value": "héllo 🌍"}
     reply = await worker.call("state::list_groups")  # no `data` key at all
     assert scope in reply["result"]["groups"]
     reply = await worker.call("state::get")
     assert reply["error"]["code"] == "deserialization_error"
     assert reply["error"]["message"].startswith(
-        "Failed to deserialize input for state::get:")
+        "Failed to deserialize input for state::get:"
+    )
 
 
 async def test_non_ascii_goes_out_as_raw_utf8(worker: RawWorker) -> None:
     await worker.call("state::set", {"scope": "wire-utf8", "key": "k", "value": "🌍"})
-    await worker.send({"type": "invokefunction", "invocation_id": "x-1",
-                       "function_id": "state::get",
-                       "data": {"scope": "wire-utf8", "key": "k"}})
+    await worker.send(
+        {
+            "type": "invokefunction",
+            "invocation_id": "x-1",
+            "function_id": "state::get",
+            "data": {"scope": "wire-utf8", "key": "k"},
+        }
+    )
     msg = await worker.ws.receive(5)
     assert "🌍" in msg.data and "\\u" not in msg.data
 
 
-@pytest.mark.parametrize("frame", [
-    "{not json",
-    "[1, 2, 3]",
-    '"just a string"',
-    '{"no_type": 1}',
-    '{"type": 42}',
-    '{"type": "frobnicate", "x": 1}',
-    '{"type": "invokefunction"}',
-    '{"type": "registerfunction", "id": 7}',
-    '{"type": "registertrigger", "id": "t"}',
-    "   ",
-    '{"type": "invocationresult", "invocation_id": "nobody-waits", "result": 1}',
-])
-async def test_bad_frames_are_dropped_socket_stays(worker: RawWorker, frame: str
-                                                   ) -> None:
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "{not json",
+        "[1, 2, 3]",
+        '"just a string"',
+        '{"no_type": 1}',
+        '{"type": 42}',
+        '{"type": "frobnicate", "x": 1}',
+        '{"type": "invokefunction"}',
+        '{"type": "registerfunction", "id": 7}',
+        '{"type": "registertrigger", "id": "t"}',
+        "   ",
+        '{"type": "invocationresult", "invocation_id": "nobody-waits", "result": 1}',
+    ],
+)
+async def test_bad_frames_are_dropped_socket_stays(
+    worker: RawWorker, frame: str
+) -> None:
     await worker.ws.send_str(frame)
     await worker.alive()
     reply = await worker.call("state::get", {"scope": "x", "key": "y"})
@@ -135,46 +154,82 @@ async def test_bad_frames_are_dropped_socket_stays(worker: RawWorker, frame: str
 
 
 async def test_binary_json_frame_is_accepted(worker: RawWorker) -> None:
-    await worker.ws.send_bytes(json.dumps({
-        "type": "invokefunction", "invocation_id": "bin-1",
-        "function_id": "state::get", "data": {"scope": "x", "key": "y"}}).encode())
+    await worker.ws.send_bytes(
+        json.dumps(
+            {
+                "type": "invokefunction",
+                "invocation_id": "bin-1",
+                "function_id": "state::get",
+                "data": {"scope": "x", "key": "y"},
+            }
+        ).encode()
+    )
     reply = await worker.recv_type("invocationresult")
     assert reply["invocation_id"] == "bin-1"
 
 
 async def test_invalid_ops_are_a_deserialization_error(worker: RawWorker) -> None:
-    for ops in ([{"type": "increment", "path": "n", "by": 1.5}],
-                [{"type": "nope"}], "ops", [{"type": "set"}]):
-        reply = await worker.call("state::update",
-                                  {"scope": "wire", "key": "k", "ops": ops})
+    for ops in (
+        [{"type": "increment", "path": "n", "by": 1.5}],
+        [{"type": "nope"}],
+        "ops",
+        [{"type": "set"}],
+    ):
+        reply = await worker.call(
+            "state::update", {"scope": "wire", "key": "k", "ops": ops}
+        )
         assert reply["error"]["code"] == "deserialization_error", reply
     reply = await worker.call("state::get", {"scope": "wire", "key": "k"})
     assert reply["result"] is None  # nothing was written
 
 
 async def test_void_call_gets_no_reply(worker: RawWorker) -> None:
-    await worker.send({"type": "invokefunction", "function_id": "state::set",
-                       "data": {"scope": "wire-void", "key": "k", "value": 1},
-                       "action": {"type": "void"}})
-    await worker.send({"type": "invokefunction", "function_id": "missing::fn",
-                       "action": {"type": "void"}})
+    await worker.send(
+        {
+            "type": "invokefunction",
+            "function_id": "state::set",
+            "data": {"scope": "wire-void", "key": "k", "value": 1},
+            "action": {"type": "void"},
+        }
+    )
+    await worker.send(
+        {
+            "type": "invokefunction",
+            "function_id": "missing::fn",
+            "action": {"type": "void"},
+        }
+    )
     await worker.alive()  # the pong is the next frame: no invocationresult came
     async with asyncio.timeout(5):
-        while (await worker.call("state::get", {"scope": "wire-void", "key": "k"})
-               )["result"] != 1:
+        while (await worker.call("state::get", {"scope": "wire-void", "key": "k"}))[
+            "result"
+        ] != 1:
             pass
 
 
 async def test_bad_trigger_config_is_reported(worker: RawWorker) -> None:
-    await worker.send({"type": "registertrigger", "id": "bad-1",
-                       "trigger_type": "state", "function_id": "f",
-                       "config": {"scope": 5}})
+    await worker.send(
+        {
+            "type": "registertrigger",
+            "id": "bad-1",
+            "trigger_type": "state",
+            "function_id": "f",
+            "config": {"scope": 5},
+        }
+    )
     reply = await worker.recv_type("triggerregistrationresult")
     assert reply["id"] == "bad-1"
     assert reply["error"]["code"] == "trigger_registration_failed"
     assert "Failed to parse trigger config" in reply["error"]["message"]
-    await worker.send({"type": "registertrigger", "id": "bad-2",
-                       "trigger_type": "http", "function_id": "f", "config": {}})
+    await worker.send(
+        {
+            "type": "registertrigger",
+            "id": "bad-2",
+            "trigger_type": "http",
+            "function_id": "f",
+            "config": {},
+        }
+    )
     reply = await worker.recv_type("triggerregistrationresult")
     assert reply["error"]["message"] == "api_path is required for http triggers"
 
@@ -187,16 +242,24 @@ async def test_call_between_workers_with_caller_stamp(
         await server.recv_type("workerregistered")
         await server.send({"type": "registerfunction", "id": "wire::echo"})
         await server.alive()  # registration applied before the pong
-        call = asyncio.create_task(worker.call("wire::echo", {"x": 1},
-                                               metadata={"m": 2}))
+        call = asyncio.create_task(
+            worker.call("wire::echo", {"x": 1}, metadata={"m": 2})
+        )
         delivered = await server.recv_type("invokefunction")
         assert delivered["function_id"] == "wire::echo"
         assert delivered["data"] == {
-            "x": 1, "_caller_worker_id": worker.registered["worker_id"]}
+            "x": 1,
+            "_caller_worker_id": worker.registered["worker_id"],
+        }
         assert delivered["metadata"] == {"m": 2}
-        await server.send({"type": "invocationresult",
-                           "invocation_id": delivered["invocation_id"],
-                           "function_id": "wire::echo", "result": {"ok": True}})
+        await server.send(
+            {
+                "type": "invocationresult",
+                "invocation_id": delivered["invocation_id"],
+                "function_id": "wire::echo",
+                "result": {"ok": True},
+            }
+        )
         reply = await call
         assert reply["result"] == {"ok": True}
 
@@ -213,8 +276,10 @@ async def test_worker_disconnect_stops_invocations_and_removes_functions(
     await server.recv_type("invokefunction")
     await ws.close()
     reply = await call
-    assert reply["error"] == {"code": "invocation_stopped",
-                              "message": "Invocation stopped"}
+    assert reply["error"] == {
+        "code": "invocation_stopped",
+        "message": "Invocation stopped",
+    }
     reply = await worker.call("wire::hang", {})
     assert reply["error"]["code"] == "function_not_found"
 
@@ -230,12 +295,22 @@ async def test_reattach_retires_the_old_connection(
     async with session.ws_connect(engine.worker_url) as ws:
         new = RawWorker(ws)
         await new.recv_type("workerregistered")
-        await new.send({"type": "reattach", "previous_worker_id": hello["worker_id"],
-                        "reattach_token": "wrong"})
+        await new.send(
+            {
+                "type": "reattach",
+                "previous_worker_id": hello["worker_id"],
+                "reattach_token": "wrong",
+            }
+        )
         await new.alive()
         assert not old_ws.closed
-        await new.send({"type": "reattach", "previous_worker_id": hello["worker_id"],
-                        "reattach_token": hello["reattach_token"]})
+        await new.send(
+            {
+                "type": "reattach",
+                "previous_worker_id": hello["worker_id"],
+                "reattach_token": hello["reattach_token"],
+            }
+        )
         await new.alive()
         msg = await old_ws.receive(5)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
@@ -244,19 +319,37 @@ async def test_reattach_retires_the_old_connection(
 
 
 async def test_engine_introspection(worker: RawWorker) -> None:
-    await worker.send({"type": "registerfunction", "id": "wire::listed",
-                       "description": "d", "metadata": {"team": "t"}})
-    await worker.send({"type": "invokefunction", "function_id":
-                       "engine::workers::register", "action": {"type": "void"},
-                       "data": {"runtime": "python", "version": "0", "name": "raw",
-                                "pid": 1, "namespace": None, "isolation": None}})
+    await worker.send(
+        {
+            "type": "registerfunction",
+            "id": "wire::listed",
+            "description": "d",
+            "metadata": {"team": "t"},
+        }
+    )
+    await worker.send(
+        {
+            "type": "invokefunction",
+            "function_id": "engine::workers::register",
+            "action": {"type": "void"},
+            "data": {
+                "runtime": "python",
+                "version": "0",
+                "name": "raw",
+                "pid": 1,
+                "namespace": None,
+                "isolation": None,
+            },
+        }
+    )
     await worker.alive()
     functions = (await worker.call("engine::functions::list", {}))["result"]
     ids = [f["function_id"] for f in functions["functions"]]
     assert ids == sorted(ids)
     assert "state::set" in ids and not any(i.startswith("engine::") for i in ids)
-    listed = next(f for f in functions["functions"]
-                  if f["function_id"] == "wire::listed")
+    listed = next(
+        f for f in functions["functions"] if f["function_id"] == "wire::listed"
+    )
     assert listed["worker_name"] == "raw"
     assert listed["metadata"] == {"team": "t"}
     workers = (await worker.call("engine::workers::list", {}))["result"]["workers"]
@@ -268,15 +361,15 @@ async def test_engine_introspection(worker: RawWorker) -> None:
 
 async def test_large_message_round_trip(worker: RawWorker) -> None:
     big = "x" * (20 * 1024 * 1024)
-    reply = await worker.call("state::set", {"scope": "wire-big", "key": "k",
-                                             "value": big})
+    reply = await worker.call(
+        "state::set", {"scope": "wire-big", "key": "k", "value": big}
+    )
     assert reply["result"]["new_value"] == big
     reply = await worker.call("state::get", {"scope": "wire-big", "key": "k"})
     assert reply["result"] == big
 
 
-async def test_value_too_large(tmp_path: Path, session: aiohttp.ClientSession
-                               ) -> None:
+async def test_value_too_large(tmp_path: Path, session: aiohttp.ClientSession) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
         "workers:\n"
@@ -289,16 +382,19 @@ async def test_value_too_large(tmp_path: Path, session: aiohttp.ClientSession
         async with session.ws_connect(proc.worker_url) as ws:
             w = RawWorker(ws)
             await w.recv_type("workerregistered")
-            reply = await w.call("state::set", {"scope": "s", "key": "k",
-                                                "value": "y" * 100})
+            reply = await w.call(
+                "state::set", {"scope": "s", "key": "k", "value": "y" * 100}
+            )
             assert reply["error"] == {
                 "code": "VALUE_TOO_LARGE",
                 "message": "value of 102 bytes exceeds the configured "
-                           "max_value_bytes limit of 64"}
+                "max_value_bytes limit of 64",
+            }
             reply = await w.call("state::get", {"scope": "s", "key": "k"})
             assert reply["result"] is None
-            reply = await w.call("state::set", {"scope": "s", "key": "k",
-                                                "value": "small"})
+            reply = await w.call(
+                "state::set", {"scope": "s", "key": "k", "value": "small"}
+            )
             assert reply["result"]["new_value"] == "small"
         assert "iii-made-up-module" in proc.log()
     finally:

@@ -1,0 +1,64 @@
+"""Frame parsing (sans-IO): typed messages out, ProtocolError for junk."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.protocol import (
+    InvokeFunction,
+    ProtocolError,
+    RegisterTrigger,
+    UnknownMessage,
+    encode,
+    parse_frame,
+)
+
+
+def test_invoke_with_nulls_and_extra_fields() -> None:
+    msg = parse_frame(
+        '{"type":"invokefunction","function_id":"a::b","data":null,'
+        '"invocation_id":null,"namespace":null,"extra":1}'
+    )
+    assert isinstance(msg, InvokeFunction)
+    assert msg.data is None and msg.invocation_id is None and msg.action_type is None
+
+
+def test_trigger_without_config_and_node_message_type() -> None:
+    msg = parse_frame(
+        b'{"type":"registertrigger","id":"t","trigger_type":"http",'
+        b'"function_id":"f","message_type":"registertrigger"}'
+    )
+    assert isinstance(msg, RegisterTrigger) and msg.config is None
+
+
+def test_unknown_type_is_not_an_error() -> None:
+    assert parse_frame('{"type":"observe","id":"x"}') == UnknownMessage(type="observe")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "",
+        "  ",
+        "{",
+        "[]",
+        "1",
+        '{"x":1}',
+        '{"type":null}',
+        '{"type":"invokefunction"}',
+        '{"type":"registerfunction","id":""}',
+        '{"type":"invocationresult","invocation_id":5}',
+    ],
+)
+def test_junk(frame: str) -> None:
+    with pytest.raises(ProtocolError):
+        parse_frame(frame)
+
+
+def test_nan_is_decoded_leniently() -> None:
+    msg = parse_frame('{"type":"invocationresult","invocation_id":"i","result":NaN}')
+    assert msg.result is None  # type: ignore[union-attr]
+
+
+def test_encode_is_compact_utf8() -> None:
+    assert encode({"a": "é🌍", "b": [1, 2]}) == '{"a":"é🌍","b":[1,2]}'
