@@ -28,11 +28,19 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.harness import EngineProcess  # noqa: E402
+from tests.harness import EngineProcess
 
 
-async def load(url: str, function_id: str, payload: Any, *, seconds: float,
-               warmup: float, sockets: int, inflight: int) -> dict[str, Any]:
+async def load(
+    url: str,
+    function_id: str,
+    payload: Any,
+    *,
+    seconds: float,
+    warmup: float,
+    sockets: int,
+    inflight: int,
+) -> dict[str, Any]:
     latencies: list[float] = []
     done = 0
     measuring = False
@@ -50,9 +58,16 @@ async def load(url: str, function_id: str, payload: Any, *, seconds: float,
                 inv = f"{n}-{counter}"
                 data = payload(n, counter) if callable(payload) else payload
                 pending[inv] = time.perf_counter()
-                await ws.send_str(json.dumps({
-                    "type": "invokefunction", "invocation_id": inv,
-                    "function_id": function_id, "data": data}))
+                await ws.send_str(
+                    json.dumps(
+                        {
+                            "type": "invokefunction",
+                            "invocation_id": inv,
+                            "function_id": function_id,
+                            "data": data,
+                        }
+                    )
+                )
 
             for _ in range(inflight):
                 await send_one()
@@ -101,15 +116,20 @@ def engine_with(data_root: Path, synchronous: str) -> EngineProcess:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--sockets", type=int, default=4)
     parser.add_argument("--inflight", type=int, default=16)
     args = parser.parse_args()
-    opts = {"seconds": args.seconds, "warmup": args.warmup,
-            "sockets": args.sockets, "inflight": args.inflight}
+    opts = {
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "sockets": args.sockets,
+        "inflight": args.inflight,
+    }
     results: dict[str, Any] = {"concurrency": args.sockets * args.inflight}
     with tempfile.TemporaryDirectory() as tmp:
         for sync in ("full", "normal"):
@@ -117,26 +137,44 @@ async def main() -> None:
             try:
                 run = uuid.uuid4().hex[:6]
                 value = {"title": "milk", "completed": False, "n": 1}
-                baseline = await load(proc.worker_url, "state::get",
-                                      {"scope": "bench", "key": "k0"}, **opts)
+                baseline = await load(
+                    proc.worker_url,
+                    "state::get",
+                    {"scope": "bench", "key": "k0"},
+                    **opts,
+                )
                 sets = await load(
-                    proc.worker_url, "state::set",
-                    lambda s, i: {"scope": "bench", "key": f"{run}-{s}-{i % 1000}",
-                                  "value": value}, **opts)
+                    proc.worker_url,
+                    "state::set",
+                    lambda s, i, run=run, value=value: {
+                        "scope": "bench",
+                        "key": f"{run}-{s}-{i % 1000}",
+                        "value": value,
+                    },
+                    **opts,
+                )
             finally:
                 proc.stop()
-            results[sync] = {"get_baseline": baseline, "set": sets,
-                             "set_vs_get": sets["calls_per_s"]
-                             / baseline["calls_per_s"]}
-    print(f"concurrency {results['concurrency']} "
-          f"({args.sockets} sockets x {args.inflight} in flight), "
-          f"{args.seconds:.0f}s each")
+            results[sync] = {
+                "get_baseline": baseline,
+                "set": sets,
+                "set_vs_get": sets["calls_per_s"] / baseline["calls_per_s"],
+            }
+    print(
+        f"concurrency {results['concurrency']} "
+        f"({args.sockets} sockets x {args.inflight} in flight), "
+        f"{args.seconds:.0f}s each"
+    )
     print(f"{'synchronous':<12}{'op':<12}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
     for sync in ("full", "normal"):
-        for op, r in (("get (base)", results[sync]["get_baseline"]),
-                      ("set", results[sync]["set"])):
-            print(f"{sync:<12}{op:<12}{r['calls_per_s']:>10,.0f}"
-                  f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}")
+        for op, r in (
+            ("get (base)", results[sync]["get_baseline"]),
+            ("set", results[sync]["set"]),
+        ):
+            print(
+                f"{sync:<12}{op:<12}{r['calls_per_s']:>10,.0f}"
+                f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
+            )
         print(f"{sync:<12}set/get ratio {results[sync]['set_vs_get']:.2f}")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
