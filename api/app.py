@@ -19,9 +19,11 @@ from engine import builtins
 from engine.config import EngineConfig
 from engine.core import Engine
 from engine.state import StateModule
+from engine.streams import StreamModule
 from eventlog import LogTail, LogWriter, SqliteStore
 
 from .http_server import HttpModule
+from .stream_ws import StreamServer
 from .worker_ws import WorkerConnection, make_worker_app
 
 log = logging.getLogger("iiilog.app")
@@ -34,6 +36,7 @@ class Server:
     ports: dict[str, int] = field(default_factory=dict)
     _runners: list[web.AppRunner] = field(default_factory=list)
     _writer_task: asyncio.Task[Any] | None = None
+    _streams: StreamServer | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -55,6 +58,7 @@ class Server:
             max_value_bytes=cfg.state_max_value_bytes,
             triggers_enabled=cfg.state_triggers_enabled,
         )
+        streams = StreamModule(engine)
         self.ports["worker"] = await self._listen(
             make_worker_app(engine), cfg.worker_host, cfg.worker_port
         )
@@ -62,6 +66,12 @@ class Server:
             http = HttpModule(engine, cfg.http)
             self.ports["http"] = await self._listen(
                 http.make_app(), cfg.http.host, cfg.http.port
+            )
+        if cfg.stream is not None:
+            self._streams = StreamServer(engine, streams, cfg.stream)
+            await self._streams.start_retention()
+            self.ports["stream"] = await self._listen(
+                self._streams.make_app(), cfg.stream.host, cfg.stream.port
             )
         log.info("log head at offset %d", store.head)
 
@@ -81,6 +91,8 @@ class Server:
             for peer in list(engine.workers.values()):
                 if isinstance(peer, WorkerConnection):
                     await peer.close()
+        if self._streams is not None:
+            await self._streams.close_all()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()

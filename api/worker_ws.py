@@ -127,6 +127,8 @@ class WorkerConnection:
     async def _dispatch(self, msg: Any) -> None:
         engine = self.engine
         if isinstance(msg, InvokeFunction):
+            # Never wait here: the results this socket must deliver come in on
+            # it too. Tasks start in arrival order, and so reach the writer.
             engine.spawn(self._invoke(msg), name=f"invoke:{msg.function_id}")
         elif isinstance(msg, InvocationResult):
             engine.resolve(msg.invocation_id, msg.result, msg.error)

@@ -38,6 +38,9 @@ async def serve(args: argparse.Namespace) -> int:
     urls = {"worker_url": f"ws://{host}:{server.ports['worker']}"}
     if "http" in server.ports and cfg.http is not None:
         urls["http_url"] = f"http://{_public(cfg.http.host)}:{server.ports['http']}"
+    if "stream" in server.ports and cfg.stream is not None:
+        host = _public(cfg.stream.host)
+        urls["stream_url"] = f"ws://{host}:{server.ports['stream']}"
     info = {"pid": os.getpid(), **urls, "data_dir": str(cfg.data_dir)}
     ready = cfg.data_dir / "engine.json"
     ready.write_text(json.dumps(info))

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from api.http_server import HttpConfig
+from api.stream_ws import StreamConfig
 
 log = logging.getLogger("iiilog.config")
 
@@ -43,7 +44,6 @@ ALWAYS_ON = {
     "iii-telemetry",
 }
 NOT_YET = {
-    "iii-stream",
     "iii-cron",
     "cron",
     "iii-pubsub",
@@ -81,6 +81,7 @@ class EngineConfig:
     worker_host: str = "0.0.0.0"
     worker_port: int = 49134
     http: HttpConfig | None = field(default_factory=HttpConfig)
+    stream: StreamConfig | None = field(default_factory=StreamConfig)
     state_max_value_bytes: int | None = None
     state_triggers_enabled: bool = True
     data_dir: Path = Path("./data")
@@ -109,7 +110,7 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
     if unknown:
         raise ConfigError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
     entries = list(doc.get("workers") or []) + list(doc.get("modules") or [])
-    cfg = EngineConfig(http=None)
+    cfg = EngineConfig(http=None, stream=None)
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise ConfigError(f"each worker entry needs a `name`: {entry!r}")
@@ -132,6 +133,23 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
                 body_fields_at_top_level=bool(
                     conf.get("body_fields_at_top_level", True)
                 ),
+            )
+        elif name in ("iii-stream", "stream"):
+            auth = conf.get("auth_function")
+            if auth is not None and not isinstance(auth, str):
+                raise ConfigError("iii-stream: auth_function must be a function id")
+            cfg.stream = StreamConfig(
+                host=str(conf.get("host", "0.0.0.0")),
+                port=_int(conf, "port", 3112) or 0,
+                auth_function=auth,
+                send_retention_ms=_int(
+                    conf, "send_retention_ms", StreamConfig.send_retention_ms
+                )
+                or 1,
+                prune_interval_ms=_int(
+                    conf, "prune_interval_ms", StreamConfig.prune_interval_ms
+                )
+                or 60_000,
             )
         elif name in ("iii-state", "state"):
             cfg.state_max_value_bytes = _int(conf, "max_value_bytes", None)

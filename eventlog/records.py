@@ -50,6 +50,7 @@ class Record(Immutable):
     ops: list[Any] | None = None
     errors: list[dict[str, Any]] | None = None
     event_type: str | None = None
+    in_view: bool = True  # False: the record changes no inline view (sends, custom)
     origin: Origin | None = None
 
     @property

@@ -9,11 +9,14 @@ sqlite3 errors are mapped to ``StoreError`` in this module only.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -63,6 +66,11 @@ CREATE TABLE IF NOT EXISTS meta (
 
 Address = tuple[str, str, str, str]  # (space, scope, group or '', key)
 
+# Inside ``SqliteStore._snapshot`` this task's reads go to the snapshot connection.
+_snapshot_conn: ContextVar[aiosqlite.Connection | None] = ContextVar(
+    "snapshot_conn", default=None
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -74,6 +82,8 @@ class Outcome:
     errors: list[dict[str, Any]] | None = None
     event_type: str | None = None
     touches_view: bool = True
+    record: bool = True  # False: nothing happened, no record (e.g. delete of nothing)
+    old: tuple[bool, Any] | None = None  # (existed, value) when not from the view
 
 
 # (existed, old_value) -> Outcome. Pure; run by the single writer.
@@ -124,6 +134,7 @@ def _row_to_record(row: Sequence[Any]) -> Record:
         ops=info.get("ops"),
         errors=info.get("errors"),
         event_type=info.get("event_type"),
+        in_view=info.get("in_view", True),
         origin=Origin(**origin) if origin else None,
     )
 
@@ -136,11 +147,14 @@ class SqliteStore:
         path: Path,
         writer: aiosqlite.Connection | None,
         reader: aiosqlite.Connection,
+        snapshots: aiosqlite.Connection,
         lock_fd: int | None,
     ) -> None:
         self.path = path
         self._writer = writer
         self._reader = reader
+        self._snapshots = snapshots  # read transactions that span several queries
+        self._snapshot_lock = asyncio.Lock()
         self._lock_fd = lock_fd
         self._head = 0
 
@@ -174,11 +188,13 @@ class SqliteStore:
             uri = f"file:{path}?mode=ro" if read_only else f"file:{path}"
             reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
             await reader.execute("PRAGMA query_only=ON")
+            snapshots = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+            await snapshots.execute("PRAGMA query_only=ON")
         except sqlite3.Error as e:
             if lock_fd is not None:
                 os.close(lock_fd)
             raise StoreError(f"cannot open the log: {e}") from e
-        store = cls(path, writer, reader, lock_fd)
+        store = cls(path, writer, reader, snapshots, lock_fd)
         store._head = await store.read_head()
         return store
 
@@ -187,6 +203,7 @@ class SqliteStore:
             await self._writer.close()
             self._writer = None
         await self._reader.close()
+        await self._snapshots.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -260,8 +277,36 @@ class SqliteStore:
             try:
                 out = m.compute(existed, old_value)
                 new_text = dumps(out.new_value) if out.exists else None
+                if out.old is not None:
+                    rec_existed, rec_old = out.old
+                elif out.touches_view:
+                    rec_existed, rec_old = existed, old_value
+                else:
+                    rec_existed, rec_old = False, None
+                rec_old_text = (
+                    (old_text if out.old is None else dumps(rec_old))
+                    if rec_existed
+                    else None
+                )
             except Exception as e:  # a bug in one mutation must not sink the batch
                 result.results.append(e)
+                continue
+            if not out.record:
+                result.results.append(
+                    Record.model_construct(
+                        offset=0,
+                        ts=ts,
+                        kind=m.kind,
+                        scope=m.scope,
+                        group=m.group,
+                        key=m.key,
+                        existed=existed,
+                        old_value=old_value,
+                        exists=existed,
+                        new_value=old_value,
+                        in_view=False,
+                    )
+                )
                 continue
             offset += 1
             extra: dict[str, Any] = {}
@@ -271,9 +316,10 @@ class SqliteStore:
                 extra["errors"] = out.errors
             if out.event_type is not None:
                 extra["event_type"] = out.event_type
+            if not out.touches_view:
+                extra["in_view"] = False
             if m.origin is not None:
                 extra["origin"] = m.origin.model_dump(exclude_none=True)
-            logged_old = old_text if out.touches_view else None
             rows.append(
                 (
                     offset,
@@ -282,7 +328,7 @@ class SqliteStore:
                     m.scope,
                     m.group,
                     m.key,
-                    logged_old,
+                    rec_old_text,
                     new_text,
                     dumps(extra) if extra else None,
                 )
@@ -295,13 +341,14 @@ class SqliteStore:
                     scope=m.scope,
                     group=m.group,
                     key=m.key,
-                    existed=existed and out.touches_view,
-                    old_value=old_value if out.touches_view else None,
+                    existed=rec_existed,
+                    old_value=rec_old,
                     exists=out.exists,
                     new_value=out.new_value,
                     ops=out.ops,
                     errors=out.errors or None,
                     event_type=out.event_type,
+                    in_view=out.touches_view,
                     origin=m.origin,
                 )
             )
@@ -341,15 +388,68 @@ class SqliteStore:
     # -- reading -----------------------------------------------------------------
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        conn = _snapshot_conn.get() or self._reader
         try:
-            async with self._reader.execute(sql, params) as cur:
+            async with conn.execute(sql, params) as cur:
                 return list(await cur.fetchall())
         except sqlite3.Error as e:
             raise StoreError(f"read failed: {e}") from e
 
     async def read_head(self) -> int:
-        rows = await self._fetch("SELECT COALESCE(MAX(seq), 0) FROM log", ())
+        """The last offset ever assigned (pruned records included)."""
+        rows = await self._fetch(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM log), 0),"
+            " COALESCE((SELECT CAST(value AS INTEGER) FROM meta"
+            " WHERE key='sends_pruned_through'), 0))",
+            (),
+        )
         return int(rows[0][0])
+
+    async def sends_pruned_through(self) -> int:
+        """Highest offset of a ``stream.send`` record removed by retention."""
+        rows = await self._fetch(
+            "SELECT value FROM meta WHERE key='sends_pruned_through'", ()
+        )
+        return int(rows[0][0]) if rows else 0
+
+    async def prune_sends(self, before_ts: int) -> int:
+        """Retention: drop ``stream.send`` records older than ``before_ts`` (ms).
+
+        Must run on the writer (``LogWriter.run_exclusive``). Returns how many
+        were removed. Views are not affected: sends never touch them.
+        """
+        db = self._writer
+        if db is None:
+            raise StoreError("the store is open read-only")
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                async with db.execute(
+                    "SELECT MAX(seq), COUNT(*) FROM log"
+                    " WHERE kind='stream.send' AND ts < ?",
+                    (before_ts,),
+                ) as cur:
+                    row = await cur.fetchone()
+                through, count = (row[0], row[1]) if row else (None, 0)
+                if through is not None:
+                    await db.execute(
+                        "DELETE FROM log WHERE kind='stream.send' AND seq <= ?",
+                        (through,),
+                    )
+                    await db.execute(
+                        "INSERT INTO meta(key, value) VALUES"
+                        " ('sends_pruned_through', ?) ON CONFLICT(key)"
+                        " DO UPDATE SET value=MAX(CAST(value AS INTEGER),"
+                        " CAST(excluded.value AS INTEGER))",
+                        (str(through),),
+                    )
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise StoreError(f"pruning failed: {e}") from e
+        return int(count or 0)
 
     async def read(self, after: int, limit: int = 1000) -> list[Record]:
         """Records with ``offset > after``, in offset order, at most ``limit``."""
@@ -383,20 +483,54 @@ class SqliteStore:
         )
         return [(r[0], r[1], r[2], loads(r[3])) for r in rows]
 
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[None]:
+        """One read transaction: every read of this task inside sees one state.
+
+        It has a connection of its own, so the plain reads of other tasks never
+        land inside it (they must always see the latest commit).
+        """
+        async with self._snapshot_lock:
+            conn = self._snapshots
+            token = _snapshot_conn.set(conn)
+            try:
+                await conn.execute("BEGIN")
+                try:
+                    yield
+                finally:
+                    await conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                raise StoreError(f"read failed: {e}") from e
+            finally:
+                _snapshot_conn.reset(token)
+
     async def view_snapshot(
         self, spaces: Sequence[str]
     ) -> tuple[int, dict[str, list[tuple[str, str, str, Any]]]]:
         """Every view's rows and the offset they reflect, from one read snapshot."""
-        try:
-            await self._reader.execute("BEGIN")
-            try:
-                position = await self.checkpoint("views")
-                out = {space: await self.view_items(space) for space in spaces}
-            finally:
-                await self._reader.execute("COMMIT")
-        except sqlite3.Error as e:
-            raise StoreError(f"read failed: {e}") from e
+        async with self._snapshot():
+            position = await self.checkpoint("views")
+            out = {space: await self.view_items(space) for space in spaces}
         return position, out
+
+    async def view_read_at(
+        self, space: str, scope: str, group: str, key: str | None
+    ) -> tuple[int, Any]:
+        """A group's list (``key`` None) or one item, with the offset it reflects."""
+        async with self._snapshot():
+            position = await self.checkpoint("views")
+            if key is None:
+                value: Any = await self.view_list(space, scope, group)
+            else:
+                value = (await self.view_get(space, scope, group, key))[1]
+        return position, value
+
+    async def view_scope_groups(self, space: str) -> list[tuple[str, str]]:
+        rows = await self._fetch(
+            "SELECT DISTINCT scope, grp FROM view WHERE space=? ORDER BY scope, grp",
+            (space,),
+        )
+        return [(r[0], r[1]) for r in rows]
 
     async def view_scopes(self, space: str) -> list[str]:
         rows = await self._fetch(

@@ -24,7 +24,7 @@ class InlineViews:
         return {}
 
     def apply(self, state: ViewState, record: Record) -> ViewState:
-        if record.verb == "send":
+        if record.verb == "send" or not record.in_view:
             return state
         address = (record.space, record.scope, record.group or "", record.key or "")
         if not record.exists:

@@ -56,6 +56,7 @@ class EngineProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.worker_url = ""
         self.http_url = ""
+        self.stream_url = ""
         self.log_path = data_dir.parent / f"{data_dir.name}-engine.log"
 
     def start(self, timeout: float = 20.0) -> EngineProcess:
@@ -100,6 +101,7 @@ class EngineProcess:
         info: dict[str, Any] = wait_until(read_ready, timeout, message="engine start")
         self.worker_url = info["worker_url"]
         self.http_url = info.get("http_url", "")
+        self.stream_url = info.get("stream_url", "")
         return self
 
     def log(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,9 +266,11 @@ def test_timeout_is_504(tmp_path: Path) -> None:
     try:
         api = Http(proc.http_url)
         with sdk_worker(proc.worker_url, "slow") as w:
+            finished = threading.Event()
 
             def slow(req: Any) -> Any:
                 time.sleep(2)  # the handler is slow on purpose
+                finished.set()
                 return {"body": 1}
 
             w.register_function("h::slow", slow)
@@ -278,11 +281,20 @@ def test_timeout_is_504(tmp_path: Path) -> None:
                     "config": {"api_path": "slow"},
                 }
             )
-            wait_until(lambda: api.request("GET", "/slow")[0] != 404)
+            wait_until(
+                lambda: any(
+                    t["function_id"] == "h::slow"
+                    for t in call(w, "engine::registered-triggers::list", {})[
+                        "registered_triggers"
+                    ]
+                )
+            )
             started = time.monotonic()
             status, _, body = api.request("GET", "/slow")
             assert (status, body) == (504, b"")
             assert time.monotonic() - started < 1.5
             assert call(w, "state::get", {"scope": "a", "key": "b"}) is None
+            # Let the slow handler end before the worker shuts down.
+            assert finished.wait(10)
     finally:
         proc.stop()

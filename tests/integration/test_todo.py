@@ -6,33 +6,26 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.harness import ROOT, EngineProcess, Http, sdk_worker, wait_until
+from tests.harness import ROOT, EngineProcess, Http, wait_until
+from tests.wsclients import StreamWatcher
 
 
 @pytest.fixture(scope="module")
-def sent(engine: EngineProcess) -> Iterator[list[Any]]:
-    """Until streams exist, a test worker stands in for ``stream::send`` to see
-    the push the example makes on every change."""
-    calls: list[Any] = []
-    lock = threading.Lock()
-
-    def record(data: Any) -> None:
-        with lock:
-            calls.append(data)
-
-    with sdk_worker(engine.worker_url, "stream-stand-in") as w:
-        w.register_function("stream::send", record)
-        yield calls
+def sent(engine: EngineProcess) -> Iterator[StreamWatcher]:
+    watcher = StreamWatcher(f"{engine.stream_url}/stream/todos-live/all")
+    try:
+        wait_until(lambda: watcher.messages, message="initial sync")
+        yield watcher
+    finally:
+        watcher.close()
 
 
 @pytest.fixture(scope="module")
-def todo_app(engine: EngineProcess, sent: list[Any]) -> Iterator[Http]:
+def todo_app(engine: EngineProcess, sent: StreamWatcher) -> Iterator[Http]:
     env = {**os.environ, "III_URL": engine.worker_url, "OTEL_ENABLED": "false"}
     proc = subprocess.Popen(
         [sys.executable, "examples/todo/worker.py"],
@@ -54,7 +47,7 @@ def todo_app(engine: EngineProcess, sent: list[Any]) -> Iterator[Http]:
         proc.wait(10)
 
 
-def test_todo_flow(todo_app: Http, sent: list[Any]) -> None:
+def test_todo_flow(todo_app: Http, sent: StreamWatcher) -> None:
     api = todo_app
     assert api.json("GET", "/todos/metrics") == (200, {"total": 0, "completed": 0})
     status, todo = api.json("POST", "/todos", {"title": "milk"})
@@ -82,12 +75,22 @@ def test_todo_flow(todo_app: Http, sent: list[Any]) -> None:
         message="back to zero",
     )
     assert api.json("GET", "/todos") == (200, [])
-    wait_until(lambda: len(sent) >= 3, message="three pushes")
-    assert [s["data"]["action"] for s in sent] == ["created", "updated", "deleted"]
-    first = sent[0]
-    assert first["stream_name"] == "todos-live" and first["group_id"] == "all"
-    assert first["type"] == "todo_changed"
-    assert first["data"]["key"] == todo["id"] and first["data"]["todo"] == todo
+    wait_until(lambda: len(sent.events()) >= 3, message="three pushes")
+    sync = sent.messages[0]
+    assert sync["event"] == {"type": "sync", "data": []}
+    events = sent.events()
+    assert [e["event"]["event"]["data"]["action"] for e in events] == [
+        "created",
+        "updated",
+        "deleted",
+    ]
+    first = events[0]
+    assert first["streamName"] == "todos-live" and first["groupId"] == "all"
+    assert first["event"]["event"]["type"] == "todo_changed"
+    assert first["event"]["event"]["data"]["key"] == todo["id"]
+    assert first["event"]["event"]["data"]["todo"] == todo
+    offsets = [m["offset"] for m in sent.messages]
+    assert offsets == sorted(offsets) and offsets[1] > sync["offset"]
 
 
 def test_todo_bad_input(todo_app: Http) -> None:

@@ -15,56 +15,7 @@ import aiohttp
 import pytest
 
 from tests.harness import EngineProcess
-
-
-class RawWorker:
-    """A hand-driven worker socket: send dicts or raw frames, read frames."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.registered: dict[str, Any] = {}
-
-    async def send(self, msg: dict[str, Any]) -> None:
-        await self.ws.send_str(json.dumps(msg))
-
-    async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        msg = await self.ws.receive(timeout)
-        assert msg.type == aiohttp.WSMsgType.TEXT, f"socket not open: {msg}"
-        return json.loads(msg.data)  # type: ignore[no-any-return]
-
-    async def recv_type(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await self.recv(timeout)
-                if frame.get("type") == kind:
-                    return frame
-
-    async def call(
-        self, function_id: str, data: Any = None, **extra: Any
-    ) -> dict[str, Any]:
-        invocation_id = str(uuid.uuid4())
-        msg = {
-            "type": "invokefunction",
-            "invocation_id": invocation_id,
-            "function_id": function_id,
-            **extra,
-        }
-        if data is not None:
-            msg["data"] = data
-        await self.send(msg)
-        async with asyncio.timeout(10):
-            while True:
-                frame = await self.recv(10)
-                if (
-                    frame.get("type") == "invocationresult"
-                    and frame.get("invocation_id") == invocation_id
-                ):
-                    return frame
-
-    async def alive(self) -> None:
-        """The socket still works: a JSON ping gets its pong."""
-        await self.send({"type": "ping"})
-        await self.recv_type("pong")
+from tests.wsclients import RawWorker
 
 
 @pytest.fixture
@@ -399,3 +350,35 @@ async def test_value_too_large(tmp_path: Path, session: aiohttp.ClientSession) -
         assert "iii-made-up-module" in proc.log()
     finally:
         proc.stop()
+
+
+async def test_many_pipelined_calls_to_itself_do_not_deadlock(
+    worker: RawWorker,
+) -> None:
+    await worker.send({"type": "registerfunction", "id": "wire::self-echo"})
+    n = 2000
+    for i in range(n):
+        await worker.send(
+            {
+                "type": "invokefunction",
+                "invocation_id": f"self-{i}",
+                "function_id": "wire::self-echo",
+                "data": {"i": i},
+            }
+        )
+    results: dict[str, Any] = {}
+    async with asyncio.timeout(60):
+        while len(results) < n:
+            frame = await worker.recv(30)
+            if frame["type"] == "invokefunction":
+                await worker.send(
+                    {
+                        "type": "invocationresult",
+                        "invocation_id": frame["invocation_id"],
+                        "function_id": frame["function_id"],
+                        "result": frame["data"]["i"],
+                    }
+                )
+            elif frame["type"] == "invocationresult":
+                results[frame["invocation_id"]] = frame["result"]
+    assert results == {f"self-{i}": i for i in range(n)}

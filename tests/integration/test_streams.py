@@ -1,0 +1,475 @@
+"""Streams on the log: the stream functions, the stream WebSocket server with
+real clients, resume and replay from an offset (also across ``kill -9``), slow
+consumers, many subscribers, retention resets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.harness import EngineProcess
+from tests.wsclients import RawWorker
+
+
+def name() -> str:
+    return f"st-{uuid.uuid4().hex[:8]}"
+
+
+class Sub:
+    """A raw stream client socket."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def join(
+        self,
+        stream: str,
+        group: str,
+        item: str | None = None,
+        sub_id: str = "s-1",
+        position: Any = None,
+    ) -> None:
+        data: dict[str, Any] = {
+            "subscriptionId": sub_id,
+            "streamName": stream,
+            "groupId": group,
+        }
+        if position is not None:
+            data["from"] = position
+        if item is not None:
+            data["id"] = item
+        await self.ws.send_str(json.dumps({"type": "join", "data": data}))
+
+    async def next(self, timeout: float = 10) -> dict[str, Any]:
+        msg = await self.ws.receive(timeout)
+        assert msg.type == aiohttp.WSMsgType.TEXT, f"socket not open: {msg}"
+        return json.loads(msg.data)  # type: ignore[no-any-return]
+
+    async def take(self, n: int, timeout: float = 30) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            return [await self.next(timeout) for _ in range(n)]
+
+    async def quiet(self, timeout: float = 0.3) -> bool:
+        """True when nothing arrives within ``timeout``."""
+        try:
+            msg = await self.ws.receive(timeout)
+        except TimeoutError:
+            return True
+        raise AssertionError(f"unexpected message: {msg.data!r}")
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        yield s
+
+
+@pytest.fixture
+async def worker(
+    engine: EngineProcess, session: aiohttp.ClientSession
+) -> AsyncIterator[RawWorker]:
+    ws = await session.ws_connect(engine.worker_url, max_msg_size=64 * 1024 * 1024)
+    w = RawWorker(ws)
+    await w.recv_type("workerregistered")
+    yield w
+    await ws.close()
+
+
+async def open_sub(session: aiohttp.ClientSession, url: str) -> Sub:
+    return Sub(await session.ws_connect(url))
+
+
+async def ok(worker: RawWorker, function_id: str, data: Any) -> Any:
+    reply = await worker.call(function_id, data)
+    assert "error" not in reply, reply
+    return reply["result"]
+
+
+def send(
+    stream: str, group: str, i: int, item: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    data: dict[str, Any] = {
+        "stream_name": stream,
+        "group_id": group,
+        "type": "tick",
+        "data": {"i": i},
+    }
+    if item is not None:
+        data["id"] = item
+    return "stream::send", data
+
+
+# -- functions ------------------------------------------------------------------
+
+
+async def test_stream_functions(worker: RawWorker) -> None:
+    s = name()
+    addr = {"stream_name": s, "group_id": "g", "item_id": "a"}
+    assert await ok(worker, "stream::set", {**addr, "data": {"v": 1}}) == {
+        "old_value": None,
+        "new_value": {"v": 1},
+    }
+    assert await ok(worker, "stream::set", {**addr, "data": {"v": 2}}) == {
+        "old_value": {"v": 1},
+        "new_value": {"v": 2},
+    }
+    assert await ok(worker, "stream::get", addr) == {"v": 2}
+    result = await ok(
+        worker,
+        "stream::update",
+        {
+            **addr,
+            "ops": [
+                {"type": "increment", "path": "v", "by": 3},
+                {"type": "append", "path": "v", "value": 1},
+            ],
+        },
+    )
+    assert result["new_value"] == {"v": 5}
+    assert [e["code"] for e in result["errors"]] == ["append.type_mismatch"]
+    await ok(worker, "stream::set", {**addr, "item_id": "b", "data": 2})
+    await ok(worker, "stream::set", {**addr, "group_id": "h", "data": 3})
+    assert await ok(worker, "stream::list", {"stream_name": s, "group_id": "g"}) == [
+        {"v": 5},
+        2,
+    ]
+    assert sorted(await ok(worker, "stream::list_groups", {"stream_name": s})) == [
+        "g",
+        "h",
+    ]
+    everything = await ok(worker, "stream::list_all", {})
+    assert {"id": s, "groups": ["g", "h"]} in everything["stream"]
+    assert everything["count"] == len(everything["stream"])
+    assert await ok(worker, "stream::delete", addr) == {"old_value": {"v": 5}}
+    assert await ok(worker, "stream::delete", addr) == {"old_value": None}
+    assert (
+        await ok(
+            worker,
+            "stream::send",
+            {"stream_name": s, "group_id": "g", "type": "t", "data": 1},
+        )
+        is None
+    )
+    assert (
+        await ok(
+            worker,
+            "stream::send",
+            {"stream_name": s, "group_id": "g", "event_type": "t", "data": 1},
+        )
+        is None
+    )
+    for bad in (
+        {"stream_name": s, "group_id": "g", "data": 1},
+        {"group_id": "g", "type": "t"},
+        {"stream_name": s, "group_id": "g", "type": 5},
+    ):
+        reply = await worker.call("stream::send", bad)
+        assert reply["error"]["code"] == "deserialization_error"
+    reply = await worker.call("stream::set", {"stream_name": s, "group_id": "g"})
+    assert reply["error"]["code"] == "deserialization_error"
+
+
+# -- subscribing ---------------------------------------------------------------
+
+
+async def test_join_sync_and_envelopes(
+    engine: EngineProcess, worker: RawWorker, session: aiohttp.ClientSession
+) -> None:
+    s = name()
+    await ok(
+        worker,
+        "stream::set",
+        {"stream_name": s, "group_id": "g", "item_id": "old", "data": {"id": "old"}},
+    )
+    sub = await open_sub(session, engine.stream_url)
+    await sub.join(s, "g")
+    sync = await sub.next()
+    assert sync["type"] == "stream" and sync["streamName"] == s
+    assert sync["groupId"] == "g" and sync["id"] is None
+    assert sync["event"] == {"type": "sync", "data": [{"id": "old"}]}
+    assert isinstance(sync["timestamp"], int) and sync["offset"] > 0
+    addr = {"stream_name": s, "group_id": "g", "item_id": "x"}
+    await ok(worker, "stream::set", {**addr, "data": {"id": "x", "n": 1}})
+    await ok(
+        worker,
+        "stream::update",
+        {**addr, "ops": [{"type": "set", "path": "n", "value": 2}]},
+    )
+    await ok(worker, "stream::delete", addr)
+    await ok(worker, "stream::delete", addr)  # nothing to delete: no event
+    await ok(
+        worker,
+        "stream::send",
+        {"stream_name": s, "group_id": "g", "type": "ping", "data": {"p": 1}},
+    )
+    await ok(worker, "stream::set", {**addr, "group_id": "other", "data": 0})
+    msgs = await sub.take(4)
+    assert [m["event"] for m in msgs] == [
+        {"type": "create", "data": {"id": "x", "n": 1}},
+        {"type": "update", "data": {"id": "x", "n": 2}},
+        {"type": "delete", "data": {"id": "x", "n": 2}},
+        {"type": "event", "event": {"type": "ping", "data": {"p": 1}}},
+    ]
+    assert [m["id"] for m in msgs] == ["x", "x", "x", None]
+    offsets = [m["offset"] for m in msgs]
+    assert offsets == sorted(set(offsets)) and offsets[0] > sync["offset"]
+    assert await sub.quiet()
+
+
+async def test_item_subscription_and_copies(
+    engine: EngineProcess, worker: RawWorker, session: aiohttp.ClientSession
+) -> None:
+    s = name()
+    sub = await open_sub(session, engine.stream_url)
+    await sub.join(s, "g", sub_id="group")
+    await sub.join(s, "g", item="a", sub_id="item-a")
+    first = await sub.take(2)
+    assert sorted(m["event"]["type"] for m in first) == ["sync", "sync"]
+    item_sync = next(m for m in first if m["id"] == "a")
+    assert item_sync["event"]["data"] is None
+    await ok(
+        worker,
+        "stream::set",
+        {"stream_name": s, "group_id": "g", "item_id": "a", "data": 1},
+    )
+    await ok(
+        worker,
+        "stream::set",
+        {"stream_name": s, "group_id": "g", "item_id": "b", "data": 2},
+    )
+    await ok(worker, *send(s, "g", 3))
+    msgs = await sub.take(4)
+    assert sorted((m["id"] or "", m["event"]["type"]) for m in msgs) == [
+        ("", "event"),
+        ("a", "create"),
+        ("a", "create"),
+        ("b", "create"),
+    ]
+    assert await sub.quiet()
+
+
+async def test_url_form_leave_and_rejoin(
+    engine: EngineProcess, worker: RawWorker, session: aiohttp.ClientSession
+) -> None:
+    s = name()
+    sub = await open_sub(session, f"{engine.stream_url}/stream/{s}/g")
+    assert (await sub.next())["event"] == {"type": "sync", "data": []}
+    await ok(worker, *send(s, "g", 1))
+    assert (await sub.next())["event"]["event"]["data"] == {"i": 1}
+    await sub.ws.send_str(
+        json.dumps(
+            {
+                "type": "leave",
+                "data": {"subscriptionId": "url", "streamName": s, "groupId": "g"},
+            }
+        )
+    )
+    await ok(worker, *send(s, "g", 2))
+    assert await sub.quiet()
+    item = await open_sub(session, f"{engine.stream_url}/stream/{s}/g/it")
+    assert (await item.next())["id"] == "it"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "{oops",
+        "[]",
+        "42",
+        '{"type":"dance"}',
+        '{"type":"join"}',
+        '{"type":"join","data":{"streamName":"s"}}',
+        '{"type":"leave","data":5}',
+        " ",
+    ],
+)
+async def test_bad_frames_keep_socket_open(
+    engine: EngineProcess, worker: RawWorker, session: aiohttp.ClientSession, frame: str
+) -> None:
+    s = name()
+    sub = await open_sub(session, engine.stream_url)
+    await sub.ws.send_str(frame)
+    await sub.join(s, "g")
+    msg = await sub.next()
+    if msg["type"] == "error":  # a join with missing fields is answered
+        assert msg["error"]["code"] == "INVALID_JOIN"
+        msg = await sub.next()
+    assert msg["event"]["type"] == "sync"
+
+
+async def test_invalid_from_is_refused(
+    engine: EngineProcess, session: aiohttp.ClientSession
+) -> None:
+    sub = await open_sub(session, engine.stream_url)
+    await sub.join(name(), "g", position=-3)
+    msg = await sub.next()
+    assert msg["type"] == "error" and msg["subscriptionId"] == "s-1"
+    assert "from" in msg["error"]["message"]
+
+
+# -- resume ---------------------------------------------------------------------
+
+
+async def test_resume_after_missing_hundreds(
+    engine: EngineProcess, worker: RawWorker, session: aiohttp.ClientSession
+) -> None:
+    s = name()
+    sub = await open_sub(session, engine.stream_url)
+    await sub.join(s, "g")
+    await sub.next()
+    await worker.send_many([send(s, "g", i) for i in range(5)])
+    seen = await sub.take(5)
+    last = seen[-1]["offset"]
+    await sub.ws.close()
+    calls = []
+    for i in range(5, 405):
+        calls.append(send(s, "g", i))
+        if i % 3 == 0:
+            calls.append(send(s, "elsewhere", i))
+    await worker.send_many(calls)
+    again = await open_sub(session, engine.stream_url)
+    await again.join(s, "g", position=last)
+    replayed = await again.take(400)
+    assert [m["event"]["event"]["data"]["i"] for m in replayed] == list(range(5, 405))
+    offsets = [m["offset"] for m in replayed]
+    assert offsets == sorted(set(offsets)) and offsets[0] > last
+    await worker.send_many([send(s, "g", 405)])
+    live = await again.next()
+    assert live["event"]["event"]["data"] == {"i": 405}
+    assert live["offset"] > offsets[-1]
+    url_form = await open_sub(
+        session, f"{engine.stream_url}/stream/{s}/g?from={offsets[-2]}"
+    )
+    tail = await url_form.take(2)
+    assert [m["offset"] for m in tail] == [offsets[-1], live["offset"]]
+
+
+async def test_resume_across_kill_9(
+    fresh_engine: EngineProcess, session: aiohttp.ClientSession
+) -> None:
+    s = name()
+    async with session.ws_connect(fresh_engine.worker_url) as ws:
+        w = RawWorker(ws)
+        await w.recv_type("workerregistered")
+        sub = await open_sub(session, fresh_engine.stream_url)
+        await sub.join(s, "g")
+        await sub.next()
+        await w.send_many([send(s, "g", i) for i in range(100)])
+        got = await sub.take(40)
+        position = got[-1]["offset"]
+    fresh_engine.kill()
+    fresh_engine.start()
+    async with session.ws_connect(fresh_engine.worker_url) as ws:
+        w = RawWorker(ws)
+        await w.recv_type("workerregistered")
+        await w.send_many([send(s, "g", i) for i in range(100, 150)])
+        again = await open_sub(session, fresh_engine.stream_url)
+        await again.join(s, "g", position=position)
+        rest = await again.take(110)
+        assert [m["event"]["event"]["data"]["i"] for m in rest] == list(range(40, 150))
+        assert await again.quiet()
+
+
+async def test_from_ahead_of_the_log_resets(
+    engine: EngineProcess, session: aiohttp.ClientSession
+) -> None:
+    sub = await open_sub(session, engine.stream_url)
+    await sub.join(name(), "g", position=10**12)
+    msg = await sub.next()
+    assert msg["event"]["type"] == "sync" and msg["reset"] is True
+
+
+async def test_slow_consumer_blocks_nobody_and_catches_up(
+    engine: EngineProcess, worker: RawWorker, session: aiohttp.ClientSession
+) -> None:
+    s = name()
+    n = 10_000
+    payload = "x" * 200
+    stalled = await open_sub(session, engine.stream_url)
+    await stalled.join(s, "g")
+    await stalled.next()
+    live = await open_sub(session, engine.stream_url)
+    await live.join(s, "g")
+    await live.next()
+    reader = asyncio.create_task(live.take(n, timeout=120))
+    started = time.monotonic()
+    replies = await worker.send_many(
+        [
+            (
+                "stream::send",
+                {
+                    "stream_name": s,
+                    "group_id": "g",
+                    "type": "t",
+                    "data": {"i": i, "pad": payload},
+                },
+            )
+            for i in range(n)
+        ]
+    )
+    write_time = time.monotonic() - started
+    assert all("error" not in r for r in replies)
+    got = await reader
+    assert [m["event"]["event"]["data"]["i"] for m in got] == list(range(n))
+    # The stalled client has read nothing so far; now it reads everything.
+    caught_up = await stalled.take(n, timeout=120)
+    assert [m["event"]["event"]["data"]["i"] for m in caught_up] == list(range(n))
+    assert write_time < 60
+
+
+async def test_thousand_subscribers(
+    engine: EngineProcess, worker: RawWorker, session: aiohttp.ClientSession
+) -> None:
+    s = name()
+    subs = await asyncio.gather(
+        *[open_sub(session, f"{engine.stream_url}/stream/{s}/g") for _ in range(1000)]
+    )
+    await asyncio.gather(*[sub.next() for sub in subs])  # every sync
+    await ok(worker, *send(s, "g", 1))
+    got = await asyncio.gather(*[sub.next(30) for sub in subs])
+    assert all(m["event"]["event"]["data"] == {"i": 1} for m in got)
+    assert len({m["offset"] for m in got}) == 1
+    await asyncio.gather(*[sub.ws.close() for sub in subs])
+
+
+async def test_retention_gives_an_explicit_reset(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "workers:\n"
+        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+        "  - name: iii-stream\n    config: {port: 0, host: 127.0.0.1,"
+        " send_retention_ms: 1, prune_interval_ms: 50}\n"
+    )
+    proc = EngineProcess(tmp_path / "data", config=config).start()
+    try:
+        async with session.ws_connect(proc.worker_url) as ws:
+            w = RawWorker(ws)
+            await w.recv_type("workerregistered")
+            await w.send_many([send("r", "g", i) for i in range(20)])
+            await ok(
+                w,
+                "stream::set",
+                {"stream_name": "r", "group_id": "g", "item_id": "kept", "data": 1},
+            )
+            async with asyncio.timeout(10):
+                while True:  # poll until retention has removed the sends
+                    sub = await open_sub(session, proc.stream_url)
+                    await sub.join("r", "g", position=0)
+                    first = await sub.next()
+                    await sub.ws.close()
+                    if first["event"]["type"] == "sync":
+                        break
+            assert first["reset"] is True
+            assert first["event"]["data"] == [1]
+    finally:
+        proc.stop()
