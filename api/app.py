@@ -16,8 +16,10 @@ from typing import Any
 from aiohttp import web
 
 from engine import builtins
+from engine.admin import install_admin
 from engine.config import EngineConfig
 from engine.core import Engine
+from engine.durable import DurableTriggers
 from engine.state import StateModule
 from engine.streams import StreamModule
 from eventlog import LogTail, LogWriter, SqliteStore
@@ -37,6 +39,7 @@ class Server:
     _runners: list[web.AppRunner] = field(default_factory=list)
     _writer_task: asyncio.Task[Any] | None = None
     _streams: StreamServer | None = None
+    _durable: DurableTriggers | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -53,12 +56,17 @@ class Server:
             writer.run(), name="log-writer"
         )
         builtins.install(engine)
+        durable = DurableTriggers(engine, cfg.retry)
+        self._durable = durable
+        durable.start()
+        install_admin(engine, durable)
         StateModule(
             engine,
+            durable,
             max_value_bytes=cfg.state_max_value_bytes,
             triggers_enabled=cfg.state_triggers_enabled,
         )
-        streams = StreamModule(engine)
+        streams = StreamModule(engine, durable)
         self.ports["worker"] = await self._listen(
             make_worker_app(engine), cfg.worker_host, cfg.worker_port
         )
@@ -98,6 +106,8 @@ class Server:
         self._runners.clear()
         if engine is not None:
             await engine.stop()
+            if self._durable is not None:
+                await self._durable.flush()  # cursors as far as handlers answered
             writer_task = self._writer_task
             if writer_task is not None:
                 await engine.writer.close()  # queued writes still commit

@@ -19,6 +19,8 @@ import yaml
 from api.http_server import HttpConfig
 from api.stream_ws import StreamConfig
 
+from .durable import RetryPolicy
+
 log = logging.getLogger("iiilog.config")
 
 DEFAULT_CONFIG = """\
@@ -82,6 +84,7 @@ class EngineConfig:
     worker_port: int = 49134
     http: HttpConfig | None = field(default_factory=HttpConfig)
     stream: StreamConfig | None = field(default_factory=StreamConfig)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
     state_max_value_bytes: int | None = None
     state_triggers_enabled: bool = True
     data_dir: Path = Path("./data")
@@ -96,6 +99,13 @@ def _int(cfg: dict[str, Any], name: str, default: int | None) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def _positive(cfg: dict[str, Any], name: str, default: int) -> int:
+    value = _int(cfg, name, default)
+    if value is None or value < 1:
+        raise ConfigError(f"{name} must be a positive integer")
     return value
 
 
@@ -156,6 +166,20 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
             if cfg.state_max_value_bytes is not None and cfg.state_max_value_bytes < 1:
                 raise ConfigError("iii-state: max_value_bytes must be >= 1")
             cfg.state_triggers_enabled = bool(conf.get("triggers_enabled", True))
+        elif name == "iiilog-triggers":
+            defaults = RetryPolicy()
+            cfg.retry = RetryPolicy(
+                **{
+                    f: _positive(conf, f, getattr(defaults, f))
+                    for f in (
+                        "max_attempts",
+                        "backoff_ms",
+                        "backoff_max_ms",
+                        "delivery_timeout_ms",
+                        "flush_interval_ms",
+                    )
+                }
+            )
         elif name == "iiilog-eventlog":
             cfg.data_dir = Path(str(conf.get("data_dir", "./data")))
             sync = str(conf.get("synchronous", "full")).lower()

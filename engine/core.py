@@ -109,6 +109,8 @@ class Engine:
     providers: dict[str, TriggerProvider] = field(default_factory=dict)
     trigger_type_info: dict[str, str] = field(default_factory=dict)
     workers: dict[str, Peer] = field(default_factory=dict)
+    # trace id of a trigger delivery in progress -> writes it has made so far
+    deliveries: dict[str, int] = field(default_factory=dict)
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -254,31 +256,50 @@ class Engine:
                 log.exception("unregistering trigger %s failed", binding.id)
 
     async def fire(
-        self, binding: TriggerBinding, payload: Any, *, condition: str | None = None
-    ) -> tuple[bool, Any]:
-        """Run a binding's condition (if any), then its function.
+        self,
+        function_id: str,
+        payload: Any,
+        *,
+        condition: str | None = None,
+        metadata: Any = None,
+        traceparent: str | None = None,
+    ) -> bool:
+        """Run a trigger's condition (if any), then its function.
 
-        Returns ``(ran, result)``; ``ran`` is False when the condition said
-        ``false`` or failed. Errors of the function itself propagate.
+        Returns False when the condition said ``false`` or failed (logged, the
+        event is skipped, like iii). Errors of the function itself propagate.
         """
         if condition:
             try:
                 verdict = await self.invoke(
-                    condition, payload, CallContext(function_id=condition)
+                    condition,
+                    payload,
+                    CallContext(function_id=condition, traceparent=traceparent),
                 )
             except EngineError as e:
-                log.error(
-                    "condition %s of trigger %s failed: %s", condition, binding.id, e
-                )
-                return False, None
+                log.error("condition %s failed, event skipped: %s", condition, e)
+                return False
             if verdict is False:
-                return False, None
-        result = await self.invoke(
-            binding.function_id,
+                return False
+        await self.invoke(
+            function_id,
             payload,
-            CallContext(function_id=binding.function_id, metadata=binding.metadata),
+            CallContext(
+                function_id=function_id, metadata=metadata, traceparent=traceparent
+            ),
         )
-        return True, result
+        return True
+
+    def delivery_tag(self, origin: Origin | None) -> tuple[str, int] | None:
+        """(trace id, n) for the n-th write made while handling a delivery."""
+        trace_id = origin.trace_id if origin is not None else None
+        if trace_id is None:
+            return None
+        n = self.deliveries.get(trace_id)
+        if n is None:
+            return None
+        self.deliveries[trace_id] = n + 1
+        return (trace_id, n)
 
     # -- workers -----------------------------------------------------------------
 

@@ -13,8 +13,8 @@ from typing import Any
 from eventlog import Mutation, Outcome, Record
 from eventlog.codec import dumps_bytes
 
-from .consumers import consume
 from .core import CallContext, Engine, TriggerBinding
+from .durable import DurableTriggers, start_position
 from .errors import DeserializationError, EngineError, TriggerRegistrationFailed
 from .ops import OpsDecodeError, apply_ops, parse_ops
 
@@ -59,11 +59,13 @@ class StateModule:
     def __init__(
         self,
         engine: Engine,
+        durable: DurableTriggers,
         *,
         max_value_bytes: int | None = None,
         triggers_enabled: bool = True,
     ) -> None:
         self.engine = engine
+        self.durable = durable
         self.max_value_bytes = max_value_bytes
         self.triggers_enabled = triggers_enabled
         for name in ("set", "get", "delete", "update", "list", "list_groups"):
@@ -71,6 +73,7 @@ class StateModule:
         engine.add_provider("state", self, "React to state changes")
 
     async def _write(self, mutation: Mutation, error_code: str) -> Record:
+        mutation.dedupe = self.engine.delivery_tag(mutation.origin)
         try:
             return await self.engine.writer.submit(mutation)
         except EngineError:
@@ -173,6 +176,7 @@ class StateModule:
             raise TriggerRegistrationFailed(
                 "Failed to parse trigger config: expected an object"
             )
+        start_position(config, 0)  # validates `from` before anything starts
         for name in ("scope", "key", "condition_function_id"):
             value = config.get(name)
             if value is not None and not isinstance(value, str):
@@ -191,32 +195,7 @@ class StateModule:
                 and (key is None or record.key == key)
             )
 
-        async def deliver(record: Record) -> None:
-            try:
-                await self.engine.fire(
-                    binding, state_event(record), condition=condition
-                )
-            except EngineError as e:
-                log.warning(
-                    "state trigger %s -> %s failed at offset %d: %s",
-                    binding.id,
-                    binding.function_id,
-                    record.offset,
-                    e,
-                )
-
-        binding.state = self.engine.spawn(
-            consume(
-                self.engine.tail,
-                self.engine.tail.head,
-                match,
-                deliver,
-                name=f"state-trigger:{binding.id}",
-            ),
-            name=f"state-trigger:{binding.id}",
-        )
+        await self.durable.attach(binding, match, state_event, condition)
 
     async def unregister(self, binding: TriggerBinding) -> None:
-        task = binding.state
-        if task is not None:
-            task.cancel()
+        await self.durable.detach(binding)

@@ -16,8 +16,8 @@ from typing import Any
 from eventlog import Mutation, Outcome, Record
 from eventlog.codec import dumps
 
-from .consumers import consume
 from .core import CallContext, Engine, TriggerBinding, now_ms
+from .durable import DurableTriggers, start_position
 from .errors import DeserializationError, EngineError, TriggerRegistrationFailed
 from .ops import OpsDecodeError, apply_ops, parse_ops
 from .state import _obj, _str
@@ -88,8 +88,9 @@ def _opt_str(config: dict[str, Any], name: str) -> str | None:
 
 
 class StreamModule:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, durable: DurableTriggers) -> None:
         self.engine = engine
+        self.durable = durable
         self._encoded: OrderedDict[int, str] = OrderedDict()
         self.pruned_through = 0
         for name in (
@@ -124,6 +125,7 @@ class StreamModule:
         return function_id if function_id in self.engine.functions else None
 
     async def _write(self, mutation: Mutation, code: str, verb: str) -> Record:
+        mutation.dedupe = self.engine.delivery_tag(mutation.origin)
         try:
             return await self.engine.writer.submit(mutation)
         except EngineError:
@@ -365,6 +367,7 @@ class StreamModule:
             raise TriggerRegistrationFailed(
                 "stream_name is required for stream triggers"
             )
+        start_position(config, 0)  # validates `from` before anything starts
         group = _opt_str(config, "group_id")
         item = _opt_str(config, "item_id")
         condition = _opt_str(config, "condition_function_id")
@@ -377,32 +380,10 @@ class StreamModule:
                 and (item is None or record.key == item)
             )
 
-        async def deliver(record: Record) -> None:
-            try:
-                await self.engine.fire(binding, envelope(record), condition=condition)
-            except EngineError as e:
-                log.warning(
-                    "stream trigger %s -> %s failed at offset %d: %s",
-                    binding.id,
-                    binding.function_id,
-                    record.offset,
-                    e,
-                )
-
-        binding.state = self.engine.spawn(
-            consume(
-                self.engine.tail,
-                self.engine.tail.head,
-                match,
-                deliver,
-                name=f"stream-trigger:{binding.id}",
-            ),
-            name=f"stream-trigger:{binding.id}",
-        )
+        await self.durable.attach(binding, match, envelope, condition)
 
     async def unregister(self, binding: TriggerBinding) -> None:
-        if binding.state is not None:
-            binding.state.cancel()
+        await self.durable.detach(binding)
 
     # -- join / leave ----------------------------------------------------------------
 

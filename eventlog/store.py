@@ -62,6 +62,36 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS log_addr ON log (scope, key, seq);
+CREATE TABLE IF NOT EXISTS cursors (   -- durable trigger subscriptions
+    key          TEXT PRIMARY KEY,     -- function id + trigger type + config
+    function_id  TEXT NOT NULL,
+    trigger_type TEXT NOT NULL,
+    config       TEXT NOT NULL,
+    position     INTEGER NOT NULL,     -- every record <= position was handled
+    updated_ms   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parked (    -- deliveries that kept failing
+    key      TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    error    TEXT NOT NULL,
+    ts       INTEGER NOT NULL,
+    PRIMARY KEY (key, seq)
+);
+CREATE TABLE IF NOT EXISTS dedupe (    -- writes made while handling a delivery
+    trace_id TEXT NOT NULL,
+    n        INTEGER NOT NULL,         -- the handler's n-th write
+    seq      INTEGER NOT NULL,         -- the record it produced
+    ts       INTEGER NOT NULL,
+    PRIMARY KEY (trace_id, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS projections (
+    name     TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    state    TEXT NOT NULL,
+    ts       INTEGER NOT NULL
+);
 """
 
 Address = tuple[str, str, str, str]  # (space, scope, group or '', key)
@@ -98,6 +128,9 @@ class Mutation:
     key: str | None
     compute: Compute
     origin: Origin | None = None
+    # (trace id, n): the n-th write of one trigger delivery. A mutation whose key
+    # is already in the log is not applied again; its first record is returned.
+    dedupe: tuple[str, int] | None = None
 
     @property
     def address(self) -> Address:
@@ -107,6 +140,14 @@ class Mutation:
             self.group or "",
             self.key or "",
         )
+
+
+@dataclass(slots=True)
+class _Plan:
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    deletes: list[Address] = field(default_factory=list)
+    upserts: list[tuple[Any, ...]] = field(default_factory=list)
+    dedupe: list[tuple[str, int, int, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -223,14 +264,19 @@ class SqliteStore:
         try:
             await db.execute("BEGIN IMMEDIATE")
             try:
-                result, rows, view_ops = await self._plan(db, batch)
+                result, plan = await self._plan(db, batch)
+                rows, deletes, upserts = plan.rows, plan.deletes, plan.upserts
                 if rows:
                     await db.executemany(
                         "INSERT INTO log(seq, ts, kind, scope, grp, key, old_value,"
                         " new_value, extra) VALUES (?,?,?,?,?,?,?,?,?)",
                         rows,
                     )
-                    deletes, upserts = view_ops
+                    if plan.dedupe:
+                        await db.executemany(
+                            "INSERT INTO dedupe(trace_id, n, seq, ts) VALUES (?,?,?,?)",
+                            plan.dedupe,
+                        )
                     if deletes:
                         await db.executemany(
                             "DELETE FROM view WHERE space=? AND scope=? AND grp=?"
@@ -261,15 +307,20 @@ class SqliteStore:
 
     async def _plan(
         self, db: aiosqlite.Connection, batch: Sequence[Mutation]
-    ) -> tuple[BatchResult, list[tuple[Any, ...]], tuple[list[Address], list[Any]]]:
+    ) -> tuple[BatchResult, _Plan]:
         current = await self._load(db, {m.address for m in batch})
+        done = await self._load_dedupe(db, [m.dedupe for m in batch if m.dedupe])
         ts = int(time.time() * 1000)
         offset = self._head
         result = BatchResult()
-        rows: list[tuple[Any, ...]] = []
+        plan = _Plan()
+        rows = plan.rows
         deleted: set[Address] = set()
         final: dict[Address, tuple[str, int] | None] = {}
         for m in batch:
+            if m.dedupe is not None and m.dedupe in done:
+                result.results.append(done[m.dedupe])  # already applied once
+                continue
             addr = m.address
             old_text, pos = current.get(addr, (None, 0))
             existed = old_text is not None
@@ -309,6 +360,8 @@ class SqliteStore:
                 )
                 continue
             offset += 1
+            if m.dedupe is not None:
+                plan.dedupe.append((m.dedupe[0], m.dedupe[1], offset, ts))
             extra: dict[str, Any] = {}
             if out.ops is not None:
                 extra["ops"] = out.ops
@@ -352,6 +405,8 @@ class SqliteStore:
                     origin=m.origin,
                 )
             )
+            if m.dedupe is not None:
+                done[m.dedupe] = result.results[-1]  # type: ignore[assignment]
             if not out.touches_view:
                 continue
             if new_text is None:
@@ -363,9 +418,24 @@ class SqliteStore:
                 keep = pos if existed else offset
                 current[addr] = (new_text, keep)
                 final[addr] = (new_text, keep)
-        deletes = [a for a in deleted]
-        upserts = [(*a, v[0], v[1]) for a, v in final.items() if v is not None]
-        return result, rows, (deletes, upserts)
+        plan.deletes = list(deleted)
+        plan.upserts = [(*a, v[0], v[1]) for a, v in final.items() if v is not None]
+        return result, plan
+
+    async def _load_dedupe(
+        self, db: aiosqlite.Connection, keys: list[tuple[str, int]]
+    ) -> dict[tuple[str, int], Record]:
+        """The records earlier deliveries already produced for these keys."""
+        if not keys:
+            return {}
+        sql = (
+            "SELECT d.trace_id, d.n, l.* FROM json_each(?) j"
+            " JOIN dedupe d ON d.trace_id = json_extract(j.value, '$[0]')"
+            " AND d.n = json_extract(j.value, '$[1]')"
+            " JOIN log l ON l.seq = d.seq"
+        )
+        async with db.execute(sql, (dumps([list(k) for k in keys]),)) as cur:
+            return {(r[0], r[1]): _row_to_record(r[2:]) for r in await cur.fetchall()}
 
     async def _load(
         self, db: aiosqlite.Connection, addresses: Iterable[Address]
@@ -404,6 +474,71 @@ class SqliteStore:
             (),
         )
         return int(rows[0][0])
+
+    async def write_small(
+        self, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> None:
+        """One short transaction of bookkeeping writes (cursors, parked records,
+        projection state). Must run on the writer (``LogWriter.run_exclusive``)."""
+        db = self._writer
+        if db is None:
+            raise StoreError("the store is open read-only")
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    await db.execute(sql, params)
+                await db.execute("COMMIT")
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise StoreError(f"write failed: {e}") from e
+
+    async def cursor(self, key: str) -> int | None:
+        rows = await self._fetch("SELECT position FROM cursors WHERE key=?", (key,))
+        return int(rows[0][0]) if rows else None
+
+    async def cursor_rows(self) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT c.key, c.function_id, c.trigger_type, c.config, c.position,"
+            " c.updated_ms, (SELECT COUNT(*) FROM parked p WHERE p.key = c.key)"
+            " FROM cursors c ORDER BY c.function_id, c.key",
+            (),
+        )
+        return [
+            {
+                "key": r[0],
+                "function_id": r[1],
+                "trigger_type": r[2],
+                "config": loads(r[3]),
+                "position": r[4],
+                "updated_ms": r[5],
+                "parked": r[6],
+            }
+            for r in rows
+        ]
+
+    async def parked_rows(self, key: str | None = None) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT key, seq, attempts, error, ts FROM parked"
+            " WHERE ? IS NULL OR key = ? ORDER BY key, seq",
+            (key, key),
+        )
+        return [
+            {"key": r[0], "offset": r[1], "attempts": r[2], "error": r[3], "ts": r[4]}
+            for r in rows
+        ]
+
+    async def projection_state(self, name: str) -> tuple[int, str] | None:
+        rows = await self._fetch(
+            "SELECT position, state FROM projections WHERE name=?", (name,)
+        )
+        return (int(rows[0][0]), rows[0][1]) if rows else None
+
+    async def read_one(self, offset: int) -> Record | None:
+        rows = await self._fetch("SELECT * FROM log WHERE seq=?", (offset,))
+        return _row_to_record(rows[0]) if rows else None
 
     async def sends_pruned_through(self) -> int:
         """Highest offset of a ``stream.send`` record removed by retention."""

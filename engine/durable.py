@@ -1,0 +1,296 @@
+"""Durable trigger subscriptions: log consumers with a cursor that survives
+workers and the engine.
+
+A subscription is keyed by what the trigger *is* (function id + trigger type +
+config, without ``from``), not by the socket that registered it. Bindings with
+the same key share one subscription. Records are delivered one at a time, in
+offset order; the cursor moves only after the handler answered (or the record
+was parked), and is saved in the background, so delivery is at least once.
+
+Each delivery gets a trace id derived from (key, offset). Writes the handler
+makes under it are numbered and recorded; when the same record is delivered
+again, those writes return their first result instead of applying twice. For a
+deterministic handler whose effects are engine writes, that is exactly once.
+
+A handler that keeps failing is retried with exponential backoff, then the
+record is parked (listed by ``iiilog::triggers::parked``) and the subscription
+moves on: a poison record never stalls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventlog import Record
+from eventlog.codec import dumps
+
+from .core import Engine, TriggerBinding, now_ms
+from .errors import EngineError, TriggerRegistrationFailed
+
+log = logging.getLogger("iiilog.durable")
+
+Match = Callable[[Record], bool]
+Payload = Callable[[Record], Any]
+
+
+@dataclass
+class RetryPolicy:
+    max_attempts: int = 5
+    backoff_ms: int = 200
+    backoff_max_ms: int = 10_000
+    delivery_timeout_ms: int = 30_000
+    flush_interval_ms: int = 200
+
+
+_PARK = (
+    "INSERT INTO parked(key, seq, attempts, error, ts) VALUES (?,?,?,?,?)"
+    " ON CONFLICT(key, seq) DO UPDATE SET attempts=excluded.attempts,"
+    " error=excluded.error, ts=excluded.ts"
+)
+
+
+def subscription_key(function_id: str, trigger_type: str, config: Any) -> str:
+    cfg = dict(config) if isinstance(config, dict) else {"value": config}
+    cfg.pop("from", None)
+    text = dumps([function_id, trigger_type, cfg])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def start_position(config: Any, head: int) -> int:
+    """Where a brand-new subscription starts: the head, unless ``from`` asks."""
+    wanted = config.get("from") if isinstance(config, dict) else None
+    if wanted is None:
+        return head
+    if wanted == "earliest":
+        return 0
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted >= 0:
+        return min(wanted, head)
+    raise TriggerRegistrationFailed(
+        'Failed to parse trigger config: `from` must be "earliest" or an offset'
+    )
+
+
+def delivery_trace(key: str, offset: int) -> str:
+    return hashlib.sha256(f"{key}:{offset}".encode()).hexdigest()[:32]
+
+
+@dataclass(eq=False)
+class Subscription:
+    key: str
+    function_id: str
+    trigger_type: str
+    config: Any
+    match: Match
+    payload: Payload
+    condition: str | None
+    cursor: int
+    bindings: dict[str, TriggerBinding] = field(default_factory=dict)
+    task: asyncio.Task[Any] | None = None
+    saved: int = -1
+    delivered: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+    @property
+    def metadata(self) -> Any:
+        binding = next(reversed(self.bindings.values()), None)
+        return binding.metadata if binding is not None else None
+
+
+class DurableTriggers:
+    def __init__(self, engine: Engine, policy: RetryPolicy | None = None) -> None:
+        self.engine = engine
+        self.policy = policy or RetryPolicy()
+        self.subs: dict[str, Subscription] = {}
+        self._flusher: asyncio.Task[Any] | None = None
+
+    def start(self) -> None:
+        self._flusher = self.engine.spawn(self._flush_loop(), name="cursor-flusher")
+
+    async def attach(
+        self,
+        binding: TriggerBinding,
+        match: Match,
+        payload: Payload,
+        condition: str | None,
+    ) -> None:
+        key = subscription_key(
+            binding.function_id, binding.trigger_type, binding.config
+        )
+        binding.state = key
+        sub = self.subs.get(key)
+        if sub is None:
+            saved = await self.engine.store.cursor(key)
+            cursor = (
+                saved
+                if saved is not None
+                else start_position(binding.config, self.engine.tail.head)
+            )
+            sub = Subscription(
+                key,
+                binding.function_id,
+                binding.trigger_type,
+                binding.config,
+                match,
+                payload,
+                condition,
+                cursor,
+                saved=saved if saved is not None else -1,
+            )
+            self.subs[key] = sub
+            if saved is None:
+                await self._save([sub])
+            sub.task = self.engine.spawn(self._run(sub), name=f"trigger:{key[:8]}")
+        sub.bindings[binding.id] = binding
+
+    async def detach(self, binding: TriggerBinding) -> None:
+        key = binding.state
+        sub = self.subs.get(key) if isinstance(key, str) else None
+        if sub is None:
+            return
+        sub.bindings.pop(binding.id, None)
+        if sub.bindings:
+            return
+        del self.subs[sub.key]
+        if sub.task is not None:
+            sub.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sub.task
+        await self._save([sub])
+
+    # -- delivery ----------------------------------------------------------------------
+
+    async def _run(self, sub: Subscription) -> None:
+        tail = self.engine.tail
+        while True:
+            records = await tail.read_after(sub.cursor, 500)
+            if not records:
+                await tail.wait_beyond(sub.cursor)
+                continue
+            for record in records:
+                if sub.match(record):
+                    await self._deliver(sub, record)
+                sub.cursor = record.offset
+
+    async def _deliver(self, sub: Subscription, record: Record) -> None:
+        policy = self.policy
+        payload = sub.payload(record)
+        trace_id = delivery_trace(sub.key, record.offset)
+        error = ""
+        for attempt in range(1, policy.max_attempts + 1):
+            self.engine.deliveries[trace_id] = 0
+            try:
+                async with asyncio.timeout(policy.delivery_timeout_ms / 1000):
+                    await self._fire(sub, payload, trace_id)
+                sub.delivered += 1
+                return
+            except EngineError as e:
+                error = f"{e.code}: {e.message}"
+            except TimeoutError:
+                error = f"timeout: no answer within {policy.delivery_timeout_ms} ms"
+            finally:
+                self.engine.deliveries.pop(trace_id, None)
+            sub.failures += 1
+            sub.last_error = error
+            log.warning(
+                "trigger %s -> %s: offset %d, attempt %d/%d failed: %s",
+                sub.trigger_type,
+                sub.function_id,
+                record.offset,
+                attempt,
+                policy.max_attempts,
+                error,
+            )
+            if attempt < policy.max_attempts:
+                delay = min(
+                    policy.backoff_ms * 2 ** (attempt - 1), policy.backoff_max_ms
+                )
+                await asyncio.sleep(delay / 1000)
+        row = (sub.key, record.offset, policy.max_attempts, error, now_ms())
+        await self.engine.writer.run_exclusive(
+            lambda: self.engine.store.write_small([(_PARK, row)])
+        )
+        log.error(
+            "trigger %s -> %s: offset %d parked after %d attempts: %s",
+            sub.trigger_type,
+            sub.function_id,
+            record.offset,
+            policy.max_attempts,
+            error,
+        )
+
+    async def _fire(self, sub: Subscription, payload: Any, trace_id: str) -> None:
+        await self.engine.fire(
+            sub.function_id,
+            payload,
+            condition=sub.condition,
+            metadata=sub.metadata,
+            traceparent=f"00-{trace_id}-{secrets.token_hex(8)}-01",
+        )
+
+    # -- cursors -----------------------------------------------------------------------
+
+    async def _save(self, subs: list[Subscription]) -> None:
+        dirty = [s for s in subs if s.cursor != s.saved]
+        if not dirty:
+            return
+        ts = now_ms()
+        statements = [
+            (
+                "INSERT INTO cursors(key, function_id, trigger_type, config, position,"
+                " updated_ms) VALUES (?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
+                " position=excluded.position, updated_ms=excluded.updated_ms",
+                (s.key, s.function_id, s.trigger_type, dumps(s.config), s.cursor, ts),
+            )
+            for s in dirty
+        ]
+        positions = {s.key: s.cursor for s in dirty}
+        await self.engine.writer.run_exclusive(
+            lambda: self.engine.store.write_small(statements)
+        )
+        for s in dirty:
+            s.saved = positions[s.key]
+
+    async def flush(self) -> None:
+        await self._save(list(self.subs.values()))
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.flush_interval_ms / 1000)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("saving trigger cursors failed")
+
+    async def status(self) -> dict[str, Any]:
+        head = self.engine.tail.head
+        rows = {r["key"]: r for r in await self.engine.store.cursor_rows()}
+        out = []
+        for key, row in rows.items():
+            live = self.subs.get(key)
+            position = live.cursor if live is not None else row["position"]
+            item = {
+                "key": key,
+                "function_id": row["function_id"],
+                "trigger_type": row["trigger_type"],
+                "config": row["config"],
+                "position": position,
+                "lag": max(0, head - position),
+                "active": live is not None,
+                "parked": row["parked"],
+            }
+            if live is not None:
+                item.update(
+                    delivered=live.delivered,
+                    failures=live.failures,
+                    last_error=live.last_error,
+                )
+            out.append(item)
+        return {"head": head, "subscriptions": out}
