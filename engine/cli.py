@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from api.app import Server
-from eventlog import EventLogError
+from eventlog import EventLogError, SqliteStore
 
 from .config import ConfigError, load
 
@@ -59,6 +59,39 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+async def status(args: argparse.Namespace) -> int:
+    """Print the log head, trigger cursors with their lag, parked deliveries and
+    projection checkpoints. Read-only: works beside a running engine."""
+    try:
+        store = await SqliteStore.open(Path(args.data_dir), read_only=True)
+    except EventLogError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        head = await store.read_head()
+        cursors = await store.cursor_rows()
+        projections = await store.projection_rows()
+    finally:
+        await store.close()
+    if args.json:
+        print(
+            json.dumps({"head": head, "cursors": cursors, "projections": projections})
+        )
+        return 0
+    print(f"log head: offset {head}")
+    print(f"trigger subscriptions: {len(cursors)}")
+    for c in cursors:
+        print(
+            f"  {c['trigger_type']:<8} {c['function_id']:<32} at {c['position']:>8}"
+            f"  lag {head - c['position']:>7}  parked {c['parked']}"
+            f"  {json.dumps(c['config'])}"
+        )
+    print(f"projections: {len(projections)}")
+    for p in projections:
+        print(f"  {p['name']:<24} at {p['position']:>8}  lag {head - p['position']:>7}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["replay"]:
@@ -71,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="run the engine")
     p_serve.add_argument("--config", help="iii config.yaml (default: built in)")
     p_serve.add_argument("--data-dir", help="where the log lives (default ./data)")
+    p_status = sub.add_parser("status", help="log head, trigger cursors and lag")
+    p_status.add_argument(
+        "--data-dir", default=os.environ.get("IIILOG_DATA_DIR", "./data")
+    )
+    p_status.add_argument("--json", action="store_true")
     sub.add_parser(
         "replay",
         help="rebuild and verify views from the log (see `iiilog replay --help`)",
@@ -81,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.command == "status":
+        return asyncio.run(status(args))
     try:
         return asyncio.run(serve(args))
     except ConfigError as e:

@@ -152,9 +152,14 @@ class _Plan:
 
 @dataclass(slots=True)
 class BatchResult:
-    """Per mutation, a record or the exception its ``compute`` raised."""
+    """Per mutation, a record or the exception its ``compute`` raised.
+
+    ``new`` lists the records this batch appended, in offset order (a deduped
+    mutation's result is an older record, and a no-op's has offset 0).
+    """
 
     results: list[Record | BaseException] = field(default_factory=list)
+    new: list[Record] = field(default_factory=list)
 
 
 def _row_to_record(row: Sequence[Any]) -> Record:
@@ -405,6 +410,7 @@ class SqliteStore:
                     origin=m.origin,
                 )
             )
+            result.new.append(result.results[-1])  # type: ignore[arg-type]
             if m.dedupe is not None:
                 done[m.dedupe] = result.results[-1]  # type: ignore[assignment]
             if not out.touches_view:
@@ -535,6 +541,12 @@ class SqliteStore:
             "SELECT position, state FROM projections WHERE name=?", (name,)
         )
         return (int(rows[0][0]), rows[0][1]) if rows else None
+
+    async def projection_rows(self) -> list[dict[str, Any]]:
+        rows = await self._fetch(
+            "SELECT name, position, ts FROM projections ORDER BY name", ()
+        )
+        return [{"name": r[0], "position": r[1], "ts": r[2]} for r in rows]
 
     async def read_one(self, offset: int) -> Record | None:
         rows = await self._fetch("SELECT * FROM log WHERE seq=?", (offset,))

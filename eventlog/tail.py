@@ -10,10 +10,13 @@ by itself when the window has moved past it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 
 from .records import Record
 from .store import SqliteStore
+
+log = logging.getLogger("iiilog.tail")
 
 
 class LogTail:
@@ -25,6 +28,15 @@ class LogTail:
 
     def publish(self, records: list[Record]) -> None:
         """Called by the writer after each commit, in offset order."""
+        if records[0].offset != self.head + 1 and self._recent:
+            # The window must hold consecutive offsets (reads index into it).
+            # Anything else is a bug upstream: drop it, reads go to the store.
+            log.error(
+                "tail: offset %d published after head %d; window reset",
+                records[0].offset,
+                self.head,
+            )
+            self._recent.clear()
         self._recent.extend(records)
         self.head = records[-1].offset
         changed, self._changed = self._changed, asyncio.Event()

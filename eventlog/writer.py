@@ -122,16 +122,14 @@ class LogWriter:
                 if not fut.done():
                     fut.set_exception(e)
             return
-        committed: list[Record] = []
         for (_, fut), outcome in zip(batch, result.results, strict=True):
-            if isinstance(outcome, BaseException):
-                if not fut.done():
-                    fut.set_exception(outcome)
+            if fut.done():
                 continue
-            if outcome.offset:
-                committed.append(outcome)
-            if not fut.done():
+            if isinstance(outcome, BaseException):
+                fut.set_exception(outcome)
+            else:
                 fut.set_result(outcome)
+        committed = result.new
         self.batches += 1
         self.records += len(committed)
         if committed:

@@ -1,0 +1,351 @@
+"""Durable triggers: cursors that survive workers and the engine, catch-up
+after a worker was away, retries then parking, history on request, and
+effectively-once effects of redelivered records."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import ROOT, EngineProcess, call, sdk_worker, wait_until
+
+
+def scope() -> str:
+    return f"d-{uuid.uuid4().hex[:8]}"
+
+
+def bound(client: Any, function_id: str) -> bool:
+    listed = call(client, "engine::registered-triggers::list", {})
+    return any(t["function_id"] == function_id for t in listed["registered_triggers"])
+
+
+def subscription(client: Any, function_id: str) -> dict[str, Any]:
+    status = call(client, "iiilog::triggers::status", {})
+    return next(s for s in status["subscriptions"] if s["function_id"] == function_id)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Any) -> None:
+        with self.lock:
+            self.events.append(event)
+
+
+def test_todo_metrics_catch_up_after_worker_kill_9(
+    engine: EngineProcess, client: Any
+) -> None:
+    """spec/todo-app.md step 4, with SIGKILL in the middle of 500 writes."""
+    env = {**os.environ, "III_URL": engine.worker_url, "OTEL_ENABLED": "false"}
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "examples/todo/worker.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    worker = start_worker()
+    wait_until(lambda: bound(client, "todos::update-metrics"), timeout=20)
+    rng = random.Random(4)
+    ids: list[str] = []
+    for i in range(500):
+        if i == 150:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+            wait_until(lambda: not bound(client, "todos::update-metrics"))
+        roll = rng.random()
+        if roll < 0.5 or not ids:
+            key = f"todo-{i}"
+            ids.append(key)
+            call(
+                client,
+                "state::set",
+                {
+                    "scope": "todos",
+                    "key": key,
+                    "value": {
+                        "id": key,
+                        "title": f"t{i}",
+                        "completed": rng.random() < 0.3,
+                    },
+                },
+            )
+        elif roll < 0.8:
+            key = rng.choice(ids)
+            current = call(client, "state::get", {"scope": "todos", "key": key})
+            call(
+                client,
+                "state::update",
+                {
+                    "scope": "todos",
+                    "key": key,
+                    "ops": [
+                        {
+                            "type": "set",
+                            "path": "completed",
+                            "value": not current["completed"],
+                        }
+                    ],
+                },
+            )
+        else:
+            key = ids.pop(rng.randrange(len(ids)))
+            call(client, "state::delete", {"scope": "todos", "key": key})
+    todos = call(client, "state::list", {"scope": "todos"})
+    expected = {
+        "total": len(todos),
+        "completed": sum(1 for t in todos if t["completed"]),
+    }
+    assert subscription(client, "todos::update-metrics")["lag"] > 0
+    worker = start_worker()
+    try:
+
+        def metrics() -> dict[str, int]:
+            got = (
+                call(client, "state::get", {"scope": "todo-metrics", "key": "global"})
+                or {}
+            )
+            return {"total": got.get("total", 0), "completed": got.get("completed", 0)}
+
+        wait_until(
+            lambda: metrics() == expected,
+            timeout=60,
+            message=f"metrics to catch up to {expected}",
+        )
+        wait_until(lambda: subscription(client, "todos::update-metrics")["lag"] == 0)
+    finally:
+        worker.terminate()
+        worker.wait(10)
+
+
+def test_failing_handler_is_retried_then_parked(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "workers:\n"
+        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+        "  - name: iiilog-triggers\n"
+        "    config: {max_attempts: 3, backoff_ms: 10, backoff_max_ms: 20}\n"
+    )
+    proc = EngineProcess(tmp_path / "data", config=config).start()
+    seen = Recorder()
+
+    def handler(event: dict[str, Any]) -> None:
+        seen(event["new_value"])
+        if event["new_value"] == "poison":
+            raise ValueError("cannot digest this")
+
+    try:
+        with sdk_worker(proc.worker_url, "fragile") as w:
+            w.register_function("d::fragile", handler)
+            w.register_trigger(
+                {"type": "state", "function_id": "d::fragile", "config": {"scope": "s"}}
+            )
+            wait_until(lambda: bound(w, "d::fragile"))
+            for value in ("a", "poison", "b"):
+                call(w, "state::set", {"scope": "s", "key": value, "value": value})
+            wait_until(lambda: "b" in seen.events)
+            assert seen.events == ["a", "poison", "poison", "poison", "b"]
+            parked = call(w, "iiilog::triggers::parked", {})["parked"]
+            assert len(parked) == 1 and parked[0]["attempts"] == 3
+            assert "cannot digest this" in parked[0]["error"]
+            status = subscription(w, "d::fragile")
+            assert status["parked"] == 1 and status["failures"] == 3
+            wait_until(lambda: subscription(w, "d::fragile")["lag"] == 0)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "engine",
+                "status",
+                "--data-dir",
+                str(proc.data_dir),
+                "--json",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        cursors = json.loads(out.stdout)["cursors"]
+        assert [c["parked"] for c in cursors] == [1]
+    finally:
+        proc.stop()
+
+
+def test_history_on_request(engine: EngineProcess, client: Any) -> None:
+    s = scope()
+    for i in range(5):
+        call(client, "state::set", {"scope": s, "key": str(i), "value": i})
+    everything, later, fresh = Recorder(), Recorder(), Recorder()
+    with sdk_worker(engine.worker_url, "historian") as w:
+        w.register_function("d::earliest", everything)
+        w.register_function("d::from", later)
+        w.register_function("d::fresh", fresh)
+        third = call(client, "state::set", {"scope": s, "key": "x", "value": "x"})
+        del third
+        status = call(client, "iiilog::triggers::status", {})
+        head = status["head"]
+        w.register_trigger(
+            {
+                "type": "state",
+                "function_id": "d::earliest",
+                "config": {"scope": s, "from": "earliest"},
+            }
+        )
+        w.register_trigger(
+            {
+                "type": "state",
+                "function_id": "d::from",
+                "config": {"scope": s, "from": head - 1},
+            }
+        )
+        w.register_trigger(
+            {"type": "state", "function_id": "d::fresh", "config": {"scope": s}}
+        )
+        wait_until(lambda: bound(w, "d::fresh"))
+        call(client, "state::set", {"scope": s, "key": "y", "value": "y"})
+        wait_until(
+            lambda: (
+                len(everything.events) == 7
+                and len(later.events) == 2
+                and len(fresh.events) == 1
+            )
+        )
+    assert [e["new_value"] for e in everything.events] == [0, 1, 2, 3, 4, "x", "y"]
+    assert [e["new_value"] for e in later.events] == ["x", "y"]
+    assert [e["new_value"] for e in fresh.events] == ["y"]
+
+
+def test_bad_from_is_refused(
+    engine: EngineProcess, client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sdk_worker(engine.worker_url, "bad-from") as w:
+        w.register_function("d::bad-from", Recorder())
+        w.register_trigger(
+            {
+                "type": "state",
+                "function_id": "d::bad-from",
+                "config": {"from": "yesterday"},
+            }
+        )
+        wait_until(lambda: "`from` must be" in caplog.text)
+        assert not bound(client, "d::bad-from")
+
+
+def test_redelivered_records_are_applied_once(
+    engine: EngineProcess, client: Any
+) -> None:
+    """The handler counts, then fails on its first attempt at every record:
+    each record is delivered twice, but its increment lands once."""
+    s = scope()
+    attempts: dict[str, int] = {}
+
+    def count_then_fail(event: dict[str, Any]) -> None:
+        key = event["key"]
+        attempts[key] = attempts.get(key, 0) + 1
+        call(
+            w,
+            "state::update",
+            {
+                "scope": f"{s}-counts",
+                "key": "n",
+                "ops": [{"type": "increment", "path": "seen", "by": 1}],
+            },
+        )
+        if attempts[key] == 1:
+            raise RuntimeError("crash after the write")
+
+    with sdk_worker(engine.worker_url, "counter") as w:
+        w.register_function("d::count", count_then_fail)
+        w.register_trigger(
+            {"type": "state", "function_id": "d::count", "config": {"scope": s}}
+        )
+        wait_until(lambda: bound(w, "d::count"))
+        for i in range(10):
+            call(client, "state::set", {"scope": s, "key": str(i), "value": i})
+        wait_until(
+            lambda: len(attempts) == 10 and all(n == 2 for n in attempts.values()),
+            timeout=30,
+        )
+        wait_until(lambda: subscription(client, "d::count")["lag"] == 0)
+    assert call(client, "state::get", {"scope": f"{s}-counts", "key": "n"}) == {
+        "seen": 10
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def fixed_port_engine(tmp_path: Path) -> Iterator[EngineProcess]:
+    proc = EngineProcess(
+        tmp_path / "data", env={"IIILOG_WORKER_PORT": str(free_port())}
+    ).start()
+    try:
+        yield proc
+    finally:
+        if proc.alive():
+            proc.stop()
+
+
+def test_cursor_survives_engine_kill_9(fixed_port_engine: EngineProcess) -> None:
+    engine = fixed_port_engine
+    s = scope()
+    seen = Recorder()
+
+    def handler(event: dict[str, Any]) -> None:
+        seen(event["new_value"])
+        call(
+            w,
+            "state::update",
+            {
+                "scope": f"{s}-n",
+                "key": "n",
+                "ops": [{"type": "increment", "path": "v", "by": 1}],
+            },
+        )
+
+    with sdk_worker(engine.worker_url, "survivor") as w:
+        w.register_function("d::survivor", handler)
+        w.register_trigger(
+            {"type": "state", "function_id": "d::survivor", "config": {"scope": s}}
+        )
+        wait_until(lambda: bound(w, "d::survivor"))
+        for i in range(20):
+            call(w, "state::set", {"scope": s, "key": str(i), "value": i})
+        wait_until(lambda: len(seen.events) >= 20)
+        engine.kill()
+        engine.start()  # same data dir, same worker port: the SDK reconnects
+        wait_until(
+            lambda: bound(w, "d::survivor"),
+            timeout=40,
+            message="the worker reconnected and re-registered",
+        )
+        for i in range(20, 40):
+            call(w, "state::set", {"scope": s, "key": str(i), "value": i})
+        wait_until(lambda: set(seen.events) == set(range(40)), timeout=30)
+        wait_until(
+            lambda: call(w, "state::get", {"scope": f"{s}-n", "key": "n"}) == {"v": 40},
+            message="each record counted once",
+        )
