@@ -23,6 +23,8 @@ from engine.durable import DurableTriggers
 from engine.state import StateModule
 from engine.streams import StreamModule
 from eventlog import LogTail, LogWriter, SqliteStore
+from projections.registry import builtin as builtin_projections
+from projections.runner import ProjectionRunner
 
 from .http_server import HttpModule
 from .stream_ws import StreamServer
@@ -40,6 +42,7 @@ class Server:
     _writer_task: asyncio.Task[Any] | None = None
     _streams: StreamServer | None = None
     _durable: DurableTriggers | None = None
+    projections: ProjectionRunner | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -59,7 +62,12 @@ class Server:
         durable = DurableTriggers(engine, cfg.retry)
         self._durable = durable
         durable.start()
-        install_admin(engine, durable)
+        runner = ProjectionRunner(
+            store, writer, tail, builtin_projections(), cfg.snapshots
+        )
+        await runner.start()
+        self.projections = runner
+        install_admin(engine, durable, runner)
         StateModule(
             engine,
             durable,
@@ -71,7 +79,7 @@ class Server:
             make_worker_app(engine), cfg.worker_host, cfg.worker_port
         )
         if cfg.http is not None:
-            http = HttpModule(engine, cfg.http)
+            http = HttpModule(engine, cfg.http, runner)
             self.ports["http"] = await self._listen(
                 http.make_app(), cfg.http.host, cfg.http.port
             )
@@ -106,6 +114,8 @@ class Server:
         self._runners.clear()
         if engine is not None:
             await engine.stop()
+            if self.projections is not None:
+                await self.projections.stop()
             if self._durable is not None:
                 await self._durable.flush()  # cursors as far as handlers answered
             writer_task = self._writer_task

@@ -27,9 +27,11 @@ from engine.http_routes import (
     shape_response,
 )
 from eventlog.codec import dumps_bytes, loads
+from projections.runner import ProjectionRunner
 
 log = logging.getLogger("iiilog.http")
 MAX_BODY_BYTES = 64 * 1024 * 1024
+ADMIN_PREFIX = "/_iiilog"  # iiilog's own read-only routes; never routed to workers
 
 
 @dataclass
@@ -54,8 +56,14 @@ def _json_response(
 class HttpModule:
     """The ``http`` trigger type and the request pipeline."""
 
-    def __init__(self, engine: Engine, config: HttpConfig) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: HttpConfig,
+        projections: ProjectionRunner | None = None,
+    ) -> None:
         self.engine = engine
+        self.projections = projections
         self.config = config
         self.routes = RouteTable()
         self._slots = asyncio.Semaphore(max(1, config.concurrency_request_limit))
@@ -74,8 +82,21 @@ class HttpModule:
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_get(f"{ADMIN_PREFIX}/projections/{{name}}", self.projection)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
+
+    async def projection(self, request: web.Request) -> web.Response:
+        """``GET /_iiilog/projections/{name}``: a projection's state (extension)."""
+        name = request.match_info["name"]
+        found = self.projections.get(name) if self.projections else None
+        if found is None:
+            return _json_response(
+                404, error_envelope("NOT_FOUND", f"no projection named {name!r}")
+            )
+        position, state = found
+        body = dumps_bytes({"name": name, "position": position, "state": state})
+        return _json_response(200, body, self._cors_headers(request))
 
     def _cors_headers(self, request: web.Request) -> dict[str, str] | None:
         origin = request.headers.get("Origin")

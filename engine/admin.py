@@ -1,16 +1,21 @@
-"""iiilog's own engine functions (extensions): trigger cursors and parked
-deliveries. Namespaced ``iiilog::`` so they never clash with iii's."""
+"""iiilog's own engine functions (extensions): trigger cursors, parked
+deliveries and projections. Namespaced ``iiilog::`` so they never clash with
+iii's."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from projections.runner import ProjectionRunner
 
 from .core import CallContext, Engine
 from .durable import DurableTriggers
 from .errors import EngineError
 
 
-def install_admin(engine: Engine, durable: DurableTriggers) -> None:
+def install_admin(
+    engine: Engine, durable: DurableTriggers, projections: ProjectionRunner
+) -> None:
     async def status(data: Any, ctx: CallContext) -> Any:
         return await durable.status()
 
@@ -20,13 +25,44 @@ def install_admin(engine: Engine, durable: DurableTriggers) -> None:
             raise EngineError("INVALID_ARGUMENTS", "`key` must be a string")
         return {"parked": await engine.store.parked_rows(key)}
 
-    engine.add_builtin(
-        "iiilog::triggers::status",
-        status,
-        "Durable trigger cursors, lag and parked counts",
-    )
-    engine.add_builtin(
-        "iiilog::triggers::parked",
-        parked,
-        "Deliveries parked after their retries ran out",
-    )
+    async def list_projections(data: Any, ctx: CallContext) -> Any:
+        head = engine.tail.head
+        out = []
+        for name in sorted(projections.running):
+            position, _ = projections.get(name) or (0, None)
+            out.append({"name": name, "position": position, "lag": head - position})
+        return {"projections": out}
+
+    async def get_projection(data: Any, ctx: CallContext) -> Any:
+        name = data.get("name") if isinstance(data, dict) else None
+        if not isinstance(name, str):
+            raise EngineError("INVALID_ARGUMENTS", "`name` is required")
+        found = projections.get(name)
+        if found is None:
+            raise EngineError("NOT_FOUND", f"no projection named {name!r}")
+        position, state = found
+        return {"name": name, "position": position, "state": state}
+
+    for function_id, handler, description in (
+        (
+            "iiilog::triggers::status",
+            status,
+            "Durable trigger cursors, lag and parked counts",
+        ),
+        (
+            "iiilog::triggers::parked",
+            parked,
+            "Deliveries parked after their retries ran out",
+        ),
+        (
+            "iiilog::projections::list",
+            list_projections,
+            "Projections and how far they have folded the log",
+        ),
+        (
+            "iiilog::projections::get",
+            get_projection,
+            "A projection's state and the offset it reflects",
+        ),
+    ):
+        engine.add_builtin(function_id, handler, description)

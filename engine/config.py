@@ -18,6 +18,7 @@ import yaml
 
 from api.http_server import HttpConfig
 from api.stream_ws import StreamConfig
+from projections.runner import SnapshotConfig
 
 from .durable import RetryPolicy
 
@@ -85,6 +86,7 @@ class EngineConfig:
     http: HttpConfig | None = field(default_factory=HttpConfig)
     stream: StreamConfig | None = field(default_factory=StreamConfig)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
     state_max_value_bytes: int | None = None
     state_triggers_enabled: bool = True
     data_dir: Path = Path("./data")
@@ -179,6 +181,17 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
                         "flush_interval_ms",
                     )
                 }
+            )
+        elif name == "iiilog-projections":
+            interval = conf.get("snapshot_interval_s", 5)
+            if (
+                isinstance(interval, bool)
+                or not isinstance(interval, int | float)
+                or (interval <= 0)
+            ):
+                raise ConfigError("snapshot_interval_s must be a positive number")
+            cfg.snapshots = SnapshotConfig(
+                enabled=bool(conf.get("snapshots", True)), interval_s=float(interval)
             )
         elif name == "iiilog-eventlog":
             cfg.data_dir = Path(str(conf.get("data_dir", "./data")))

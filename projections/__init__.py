@@ -1,6 +1,7 @@
-"""Views and projections: pure folds over the log, and their rebuild."""
+"""Views and projections: pure folds over the log, their runner and rebuild."""
 
 from .base import Projection
+from .registry import builtin
 from .views import InlineViews, fold, rows
 
-__all__ = ["InlineViews", "Projection", "fold", "rows"]
+__all__ = ["InlineViews", "Projection", "builtin", "fold", "rows"]

@@ -1,8 +1,9 @@
 """The projection protocol: a named, pure fold over log records.
 
-``initial()`` gives the empty state and ``apply(state, record)`` the next one.
-No awaits, no database, no clock: time and ids come from the record. Folds may
-update the accumulator in place and return it (it is never shared).
+``accepts(record)`` is the source filter, ``initial()`` the empty state and
+``apply(state, record)`` the next one. No awaits, no database, no clock: time
+and ids come from the record. States are JSON values (they are stored as
+JSON); ``apply`` may update the accumulator in place and return it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from eventlog import Record
 
 class Projection(Protocol):
     name: str
+
+    def accepts(self, record: Record) -> bool: ...
 
     def initial(self) -> Any: ...
 

@@ -1,65 +1,117 @@
-"""Rebuild the views from the log and compare them with the live ones.
+"""Rebuild views and projections by folding the log, and compare them with the
+live ones.
 
-    python scripts/replay.py --data-dir DIR [--verify]
+    python scripts/replay.py --data-dir DIR               # rebuild all, report
+    python scripts/replay.py --data-dir DIR --verify      # exit 1 on drift
+    python scripts/replay.py --data-dir DIR --apply       # fix drift (engine stopped)
+    python scripts/replay.py --data-dir DIR --to 1200 --only todo-metrics --json
 
-Works read-only on the data dir of a stopped engine or beside a running one.
-Exit status: 0 when the rebuilt views equal the live views, 1 on drift (what
-differs is printed), 2 when the log cannot be read.
+Targets: ``views`` (the inline state and stream views) and every projection
+(``todos``, ``todo-metrics``, ...). Each live target is compared with the fold
+of the log up to the offset it reflects. ``--apply`` never rewrites history: a
+drifted view is corrected by new log records (``state.set``/``state.delete``,
+and the stream equivalents), a drifted projection by a fresh snapshot.
+``--from-snapshot`` starts each projection from its stored snapshot instead of
+offset 0 (what a restart does). Read-only unless ``--apply``; works on a stopped
+engine's data dir or beside a running one. Exit status: 0 ok, 1 drift (with
+``--verify``), 2 the log cannot be read or written.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
+import json
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eventlog import EventLogError, SqliteStore
-from projections.views import ViewState, fold, rows
+from eventlog import (
+    EventLogError,
+    Kind,
+    LogWriter,
+    Mutation,
+    Origin,
+    Outcome,
+    Record,
+    SqliteStore,
+)
+from eventlog.codec import dumps, loads
+from projections.base import Projection
+from projections.registry import builtin
+from projections.views import InlineViews, rows
 
 BATCH = 5000
+SPACES = ("state", "stream")
 
 
-async def rebuild(
-    store: SqliteStore, *, to: int | None = None, progress: bool = False
-) -> tuple[ViewState, int, int]:
-    """Fold the log from 0 up to ``to`` (default: the head).
+@dataclass
+class Target:
+    """One thing to rebuild: a fold, where to stop, and what it is compared to."""
 
-    Returns (views, records read, last offset folded).
-    """
-    state: ViewState = {}
-    cursor = 0
-    count = 0
-    head = await store.read_head() if to is None else to
-    started = time.perf_counter()
-    while cursor < head:
-        records = await store.read(cursor, min(BATCH, head - cursor))
+    name: str
+    fold: Projection | InlineViews
+    until: int
+    state: Any = None
+    position: int = 0
+    live: Any = None
+    captured: Any = None
+    problems: list[str] = field(default_factory=list)
+
+    def accepts(self, record: Record) -> bool:
+        return isinstance(self.fold, InlineViews) or self.fold.accepts(record)
+
+
+async def fold_log(
+    store: SqliteStore,
+    targets: list[Target],
+    *,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> int:
+    """One pass over the log; each target stops at its own ``until``."""
+    end = max((t.until for t in targets), default=0)
+    start = min((t.position for t in targets), default=0)
+    for t in targets:
+        if t.position >= t.until:
+            t.captured = copy.deepcopy(t.state)
+    cursor, count = start, 0
+    while cursor < end:
+        records = await store.read(cursor, min(BATCH, end - cursor))
         if not records:
             break
-        fold(records, state)
+        for t in targets:
+            if t.captured is not None:
+                continue
+            fold, state = t.fold, t.state
+            for record in records:
+                if record.offset <= t.position:
+                    continue
+                if record.offset > t.until:
+                    break
+                if t.accepts(record):
+                    state = fold.apply(state, record)
+            t.state = state
+            t.position = min(records[-1].offset, t.until)
+            if t.position >= t.until:
+                t.captured = copy.deepcopy(state)
         cursor = records[-1].offset
         count += len(records)
-        if progress:
-            rate = count / max(time.perf_counter() - started, 1e-9)
-            done = cursor / head
-            bar = "#" * int(done * 30)
-            print(
-                f"\r[{bar:<30}] {cursor}/{head} {rate:,.0f} rec/s",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-    if progress:
-        print(file=sys.stderr)
-    return state, count, cursor
+        if progress is not None:
+            progress(cursor, end, count)
+    for t in targets:
+        if t.captured is None:
+            t.captured = copy.deepcopy(t.state)
+    return count
 
 
-def diff(
+def view_diff(
     live: list[tuple[str, str, str, Any]], rebuilt: list[tuple[str, str, str, Any]]
 ) -> list[str]:
     out: list[str] = []
@@ -80,36 +132,184 @@ def diff(
     return out
 
 
-async def run(args: argparse.Namespace) -> int:
+def state_diff(live: Any, rebuilt: Any) -> list[str]:
+    if live == rebuilt and (not isinstance(live, dict) or list(live) == list(rebuilt)):
+        return []
+    if isinstance(live, dict) and isinstance(rebuilt, dict):
+        out = []
+        for key in sorted(set(live) | set(rebuilt), key=str):
+            a, b = live.get(key, "<absent>"), rebuilt.get(key, "<absent>")
+            if a != b:
+                out.append(f"differs:      {key!r}: live {a!r} != rebuilt {b!r}")
+        return out or ["same entries, different order"]
+    return [f"differs: live {live!r} != rebuilt {rebuilt!r}"]
+
+
+async def corrections(store: SqliteStore, views: Target) -> int:
+    """New records that bring the live views back to the fold of the log."""
+    writer = LogWriter(store)
+    task = asyncio.get_running_loop().create_task(writer.run())
+    origin = Origin(function_id="iiilog::replay")
+    applied = 0
     try:
-        store = await SqliteStore.open(Path(args.data_dir), read_only=True)
+        for space in SPACES:
+            live = {r[:3]: r[3] for r in views.live[space]}
+            rebuilt = {r[:3]: r[3] for r in rows(views.captured, space)}
+            for addr in sorted(set(live) | set(rebuilt)):
+                scope, group, key = addr
+                grp = group or None
+                if addr in rebuilt and (
+                    addr not in live or live[addr] != rebuilt[addr]
+                ):
+                    outcome = Outcome(True, rebuilt[addr])
+                    kind: Kind = "state.set" if space == "state" else "stream.set"
+                elif addr not in rebuilt:
+                    outcome = Outcome(False)
+                    kind = "state.delete" if space == "state" else "stream.delete"
+                else:
+                    continue
+                mutation = Mutation(kind, scope, grp, key, _const(outcome), origin)
+                await writer.submit(mutation)
+                applied += 1
+    finally:
+        await writer.close()
+        await task
+    return applied
+
+
+def _const(outcome: Outcome) -> Callable[[bool, Any], Outcome]:
+    return lambda _existed, _old: outcome
+
+
+def show_progress(cursor: int, end: int, count: int, started: float) -> None:
+    rate = count / max(time.perf_counter() - started, 1e-9)
+    bar = "#" * int(30 * cursor / max(end, 1))
+    print(
+        f"\r[{bar:<30}] {cursor}/{end}  {rate:,.0f} records/s",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir)
+    try:
+        store = await SqliteStore.open(data_dir, read_only=not args.apply)
     except EventLogError as e:
-        print(f"error: {e}", file=sys.stderr)
+        hint = " (is the engine running? stop it to --apply)" if args.apply else ""
+        print(f"error: {e}{hint}", file=sys.stderr)
         return 2
     try:
-        position, live_views = await store.view_snapshot(("state", "stream"))
-        started = time.perf_counter()
-        state, count, head = await rebuild(store, to=position, progress=not args.quiet)
-        elapsed = time.perf_counter() - started
-        print(
-            f"folded {count} records up to offset {head} in {elapsed:.2f}s "
-            f"({count / max(elapsed, 1e-9):,.0f} records/s)"
-        )
-        drift = 0
-        for space in ("state", "stream"):
-            live = live_views[space]
-            rebuilt = rows(state, space)
-            problems = diff(live, rebuilt)
-            print(
-                f"{space} view: {len(rebuilt)} entries rebuilt, "
-                f"{'OK' if not problems else f'{len(problems)} differences'}"
-            )
-            for line in problems[:50]:
-                print("  " + line)
-            drift += len(problems)
-        return 1 if drift and args.verify else 0
+        return await _run(store, args)
     finally:
         await store.close()
+
+
+async def _run(store: SqliteStore, args: argparse.Namespace) -> int:
+    wanted = set(args.only or [])
+    projections = [p for p in builtin() if not wanted or p.name in wanted]
+    head = await store.read_head()
+    to = args.to
+    if to is not None and not 0 <= to <= head:
+        print(f"error: --to must be between 0 and the head ({head})", file=sys.stderr)
+        return 2
+    targets: list[Target] = []
+    if not wanted or "views" in wanted:
+        position, live_views = await store.view_snapshot(SPACES)
+        targets.append(
+            Target(
+                "views",
+                InlineViews(),
+                to if to is not None else position,
+                InlineViews().initial(),
+                live=live_views,
+            )
+        )
+    for p in projections:
+        saved = await store.projection_state(p.name)
+        live = (saved[0], loads(saved[1])) if saved else None
+        until = to if to is not None else (live[0] if live else head)
+        target = Target(p.name, p, until, p.initial(), live=live)
+        if args.from_snapshot and live is not None and live[0] <= until:
+            target.position, target.state = live[0], copy.deepcopy(live[1])
+        targets.append(target)
+    started = time.perf_counter()
+    count = await fold_log(
+        store,
+        targets,
+        progress=None
+        if args.quiet
+        else (lambda c, e, n: show_progress(c, e, n, started)),
+    )
+    elapsed = time.perf_counter() - started
+    if not args.quiet:
+        print(file=sys.stderr)
+    if args.json:
+        out = {}
+        for t in targets:
+            if isinstance(t.fold, InlineViews):
+                state: Any = {
+                    space: [list(r) for r in rows(t.captured, space)]
+                    for space in SPACES
+                }
+            else:
+                state = t.captured
+            out[t.name] = {"position": t.until, "state": state}
+        print(dumps({"records": count, "seconds": elapsed, "targets": out}))
+        return 0
+    print(
+        f"folded {count} records in {elapsed:.2f}s "
+        f"({count / max(elapsed, 1e-9):,.0f} records/s)"
+    )
+    drift = 0
+    for t in targets:
+        if to is not None:
+            print(f"{t.name}: rebuilt as of offset {to}")
+            continue
+        if isinstance(t.fold, InlineViews):
+            for space in SPACES:
+                t.problems += [
+                    f"{space}: {line}"
+                    for line in view_diff(t.live[space], rows(t.captured, space))
+                ]
+        elif t.live is not None:
+            t.problems += state_diff(t.live[1], t.captured)
+        verdict = "OK" if not t.problems else f"{len(t.problems)} differences"
+        if t.live is None:
+            verdict = "rebuilt (no live snapshot to compare yet)"
+        print(f"{t.name} (at offset {t.until}): {verdict}")
+        for line in t.problems[:50]:
+            print("  " + line)
+        drift += len(t.problems)
+    if args.apply and drift:
+        fixed = 0
+        for t in targets:
+            if not t.problems:
+                continue
+            if isinstance(t.fold, InlineViews):
+                fixed += await corrections(store, t)
+            else:
+                await store.write_small(
+                    [
+                        (
+                            "INSERT INTO projections(name, position, state, ts)"
+                            " VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET"
+                            " position=excluded.position, state=excluded.state,"
+                            " ts=excluded.ts",
+                            (
+                                t.name,
+                                t.until,
+                                json.dumps(t.captured),
+                                int(time.time() * 1000),
+                            ),
+                        )
+                    ]
+                )
+                fixed += 1
+        print(f"applied {fixed} corrections (as new log records for views)")
+        return 0
+    return 1 if drift and args.verify else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,10 +320,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--data-dir", default="./data")
     parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="views, or a projection name (repeatable)",
+    )
+    parser.add_argument(
         "--verify",
         action="store_true",
-        help="exit 1 when a rebuilt view differs from the live one",
+        help="exit 1 when a rebuilt target differs from the live one",
     )
+    parser.add_argument(
+        "--apply",
+        action="store_true",
+        help="correct drift with new records (engine must be stopped)",
+    )
+    parser.add_argument(
+        "--to", type=int, metavar="OFFSET", help="rebuild as of this offset"
+    )
+    parser.add_argument(
+        "--from-snapshot",
+        action="store_true",
+        help="start projections from their stored snapshot",
+    )
+    parser.add_argument("--json", action="store_true", help="print rebuilt states")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return asyncio.run(run(parser.parse_args(argv)))
 
