@@ -19,6 +19,7 @@ from engine import builtins
 from engine.admin import install_admin
 from engine.config import EngineConfig
 from engine.core import Engine
+from engine.cron import CronModule
 from engine.durable import DurableTriggers
 from engine.state import StateModule
 from engine.streams import StreamModule
@@ -75,6 +76,8 @@ class Server:
             triggers_enabled=cfg.state_triggers_enabled,
         )
         streams = StreamModule(engine, durable)
+        if cfg.cron:
+            CronModule(engine)
         self.ports["worker"] = await self._listen(
             make_worker_app(engine), cfg.worker_host, cfg.worker_port
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from eventlog import Mutation, Outcome, Record
 from eventlog.codec import dumps_bytes
+from projections.views import fold, rows
 
 from .core import CallContext, Engine, TriggerBinding
 from .durable import DurableTriggers, start_position
@@ -36,6 +37,18 @@ def _str(function_id: str, data: dict[str, Any], name: str) -> str:
             function_id, f"invalid type for `{name}`: expected a string"
         )
     return value
+
+
+def _offset(function_id: str, data: dict[str, Any]) -> int | None:
+    """iiilog extension: read as of a log offset (time travel)."""
+    offset = data.get("offset")
+    if offset is None:
+        return None
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise DeserializationError(
+            function_id, "invalid value for `offset`: expected a non-negative integer"
+        )
+    return offset
 
 
 def state_event(record: Record) -> dict[str, Any]:
@@ -112,6 +125,9 @@ class StateModule:
         fid = "state::get"
         data = _obj(fid, data)
         scope, key = _str(fid, data, "scope"), _str(fid, data, "key")
+        offset = _offset(fid, data)
+        if offset is not None:
+            return await self.engine.store.value_at("state", scope, key, offset)
         _, value = await self.engine.store.view_get("state", scope, "", key)
         return value
 
@@ -162,7 +178,12 @@ class StateModule:
 
     async def list(self, data: Any, ctx: CallContext) -> Any:
         fid = "state::list"
-        scope = _str(fid, _obj(fid, data), "scope")
+        data = _obj(fid, data)
+        scope = _str(fid, data, "scope")
+        offset = _offset(fid, data)
+        if offset is not None:
+            history = await self.engine.store.history("state", scope, offset)
+            return [row[3] for row in rows(fold(history), "state")]
         return await self.engine.store.view_list("state", scope, "")
 
     async def list_groups(self, data: Any, ctx: CallContext) -> Any:

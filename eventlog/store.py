@@ -548,6 +548,25 @@ class SqliteStore:
         )
         return [{"name": r[0], "position": r[1], "ts": r[2]} for r in rows]
 
+    async def value_at(self, space: str, scope: str, key: str, offset: int) -> Any:
+        """Time travel: the value of one address right after ``offset``."""
+        rows = await self._fetch(
+            "SELECT new_value FROM log WHERE scope=? AND key=? AND seq<=?"
+            " AND kind IN (?, ?, ?) AND (extra IS NULL OR json_extract(extra,"
+            " '$.in_view') IS NOT 0) ORDER BY seq DESC LIMIT 1",
+            (scope, key, offset, f"{space}.set", f"{space}.update", f"{space}.delete"),
+        )
+        return loads(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def history(self, space: str, scope: str, offset: int) -> list[Record]:
+        """Every record of one scope up to ``offset`` (to fold a past view)."""
+        rows = await self._fetch(
+            "SELECT * FROM log WHERE scope=? AND seq<=? AND kind IN (?, ?, ?)"
+            " ORDER BY seq",
+            (scope, offset, f"{space}.set", f"{space}.update", f"{space}.delete"),
+        )
+        return [_row_to_record(r) for r in rows]
+
     async def read_one(self, offset: int) -> Record | None:
         rows = await self._fetch("SELECT * FROM log WHERE seq=?", (offset,))
         return _row_to_record(rows[0]) if rows else None

@@ -130,6 +130,38 @@ def test_todo_metrics_catch_up_after_worker_kill_9(
             message=f"metrics to catch up to {expected}",
         )
         wait_until(lambda: subscription(client, "todos::update-metrics")["lag"] == 0)
+        # ...and equal the projection folded from the same history.
+        head = call(client, "iiilog::triggers::status", {})["head"]
+        replayed = subprocess.run(
+            [
+                sys.executable,
+                "scripts/replay.py",
+                "--data-dir",
+                str(engine.data_dir),
+                "--quiet",
+                "--to",
+                str(head),
+                "--only",
+                "todo-metrics",
+                "--json",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert json.loads(replayed.stdout)["targets"]["todo-metrics"]["state"] == (
+            expected
+        )
+        wait_until(
+            lambda: (
+                call(client, "iiilog::projections::get", {"name": "todo-metrics"})[
+                    "state"
+                ]
+                == expected
+            )
+        )
     finally:
         worker.terminate()
         worker.wait(10)

@@ -1,0 +1,143 @@
+"""The ``cron`` trigger type (spec/modules.md §4).
+
+Expressions are Quartz style, as iii's Rust ``cron`` crate reads them: 6 or 7
+fields (``sec min hour day-of-month month day-of-week [year]``), evaluated in
+UTC, day-of-week 1-7 with 1 = Sunday (names work too). APScheduler's
+``CronTrigger`` computes the fire times. Each job waits for its next time,
+fires, awaits the handler and only then computes the following time from the
+new "now": runs never overlap, and times that pass during a long run are
+skipped, not caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+
+from .core import Engine, TriggerBinding
+from .errors import EngineError, TriggerRegistrationFailed
+
+log = logging.getLogger("iiilog.cron")
+_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]  # crate: 1 = sun
+
+
+def _day(token: str) -> int:
+    token = token.strip().lower()
+    if token.isdigit():
+        number = int(token)
+        if not 1 <= number <= 7:
+            raise ValueError(f"day of week {number} is out of range 1-7")
+        return number - 1
+    if token[:3] in _DAYS:
+        return _DAYS.index(token[:3])
+    raise ValueError(f"unknown day of week {token!r}")
+
+
+def _days_field(field: str) -> str:
+    """A crate day-of-week field as an explicit list of APScheduler day names."""
+    if field in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for part in field.split(","):
+        base, _, step_text = part.partition("/")
+        step = int(step_text) if step_text else 1
+        if step < 1:
+            raise ValueError("a step must be positive")
+        if base in ("*", "?"):
+            first, last = 0, 6
+        elif "-" in base:
+            a, b = base.split("-", 1)
+            first, last = _day(a), _day(b)
+            if last < first:
+                raise ValueError(f"day range {base!r} runs backwards")
+        else:
+            first = _day(base)
+            last = 6 if step_text else first
+        days.update(range(first, last + 1, step))
+    return ",".join(_DAYS[d] for d in sorted(days))
+
+
+def parse_expression(expression: Any) -> CronTrigger:
+    if not isinstance(expression, str) or not expression.strip():
+        raise TriggerRegistrationFailed("Cron expression is required")
+    fields = expression.split()
+    try:
+        if len(fields) not in (6, 7):
+            raise ValueError(
+                f"expected 6 or 7 fields (sec min hour day month weekday [year]),"
+                f" got {len(fields)}"
+            )
+        second, minute, hour, day, month, weekday = fields[:6]
+        year = fields[6] if len(fields) == 7 else "*"
+        return CronTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day="*" if day == "?" else day,
+            month=month.lower(),
+            day_of_week=_days_field(weekday),
+            year=year,
+            timezone=UTC,
+        )
+    except ValueError as e:
+        raise TriggerRegistrationFailed(
+            f"Invalid cron expression '{expression}': {e}"
+        ) from e
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+class CronModule:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        engine.add_provider("cron", self, "Run a function on a schedule (UTC)")
+
+    async def register(self, binding: TriggerBinding) -> None:
+        config = binding.config if isinstance(binding.config, dict) else {}
+        trigger = parse_expression(config.get("expression"))
+        condition = config.get("condition_function_id")
+        if condition is not None and not isinstance(condition, str):
+            raise TriggerRegistrationFailed("condition_function_id must be a string")
+        binding.state = self.engine.spawn(
+            self._run(binding, trigger, condition), name=f"cron:{binding.id}"
+        )
+
+    async def unregister(self, binding: TriggerBinding) -> None:
+        if isinstance(binding.state, asyncio.Task):
+            binding.state.cancel()
+
+    async def _run(
+        self, binding: TriggerBinding, trigger: CronTrigger, condition: str | None
+    ) -> None:
+        while True:
+            now = datetime.now(UTC)
+            scheduled = trigger.get_next_fire_time(None, now)
+            if scheduled is None:
+                log.info("cron %s: no further fire times", binding.id)
+                return
+            await asyncio.sleep(
+                max(0.0, (scheduled - datetime.now(UTC)).total_seconds())
+            )
+            payload = {
+                "trigger": "cron",
+                "job_id": binding.id,
+                "scheduled_time": _rfc3339(scheduled),
+                "actual_time": _rfc3339(datetime.now(UTC)),
+            }
+            try:
+                await self.engine.fire(
+                    binding.function_id,
+                    payload,
+                    condition=condition,
+                    metadata=binding.metadata,
+                )
+            except EngineError as e:
+                log.warning(
+                    "cron %s -> %s failed: %s", binding.id, binding.function_id, e
+                )

@@ -1,0 +1,353 @@
+"""Projections, snapshots, replay.py on a large log, time travel and cron,
+through the real engine, the real SDK and real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from iii import InvocationError
+
+from tests.harness import ROOT, EngineProcess, Http, call, sdk_worker, wait_until
+from tests.wsclients import RawWorker
+
+
+def todo_history(client: Any, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    ids: list[str] = []
+    for i in range(n):
+        roll = rng.random()
+        if roll < 0.5 or not ids:
+            key = f"todo-{seed}-{i}"
+            ids.append(key)
+            call(
+                client,
+                "state::set",
+                {
+                    "scope": "todos",
+                    "key": key,
+                    "value": {"id": key, "completed": rng.random() < 0.3},
+                },
+            )
+        elif roll < 0.8:
+            key = rng.choice(ids)
+            call(
+                client,
+                "state::update",
+                {
+                    "scope": "todos",
+                    "key": key,
+                    "ops": [
+                        {
+                            "type": "set",
+                            "path": "completed",
+                            "value": rng.random() < 0.5,
+                        }
+                    ],
+                },
+            )
+        else:
+            call(
+                client,
+                "state::delete",
+                {"scope": "todos", "key": ids.pop(rng.randrange(len(ids)))},
+            )
+
+
+def expected_metrics(client: Any) -> dict[str, int]:
+    todos = call(client, "state::list", {"scope": "todos"})
+    return {"total": len(todos), "completed": sum(bool(t["completed"]) for t in todos)}
+
+
+def projection(client: Any, name: str) -> dict[str, Any]:
+    return call(client, "iiilog::projections::get", {"name": name})  # type: ignore[no-any-return]
+
+
+def caught_up(client: Any, name: str) -> bool:
+    head = call(client, "iiilog::triggers::status", {})["head"]
+    return bool(projection(client, name)["position"] >= head)
+
+
+def replay(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "scripts/replay.py",
+            "--data-dir",
+            str(data_dir),
+            "--quiet",
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_projections_follow_the_log(engine: EngineProcess, client: Any) -> None:
+    todo_history(client, 200, seed=1)
+    wait_until(lambda: caught_up(client, "todo-metrics"))
+    assert projection(client, "todo-metrics")["state"] == expected_metrics(client)
+    todos = projection(client, "todos")["state"]
+    assert list(todos.values()) == call(client, "state::list", {"scope": "todos"})
+    status, body = Http(engine.http_url).json("GET", "/_iiilog/projections/todos")
+    assert status == 200 and body["name"] == "todos"
+    assert list(body["state"].values()) == list(todos.values())
+    status, body = Http(engine.http_url).json("GET", "/_iiilog/projections/nope")
+    assert status == 404 and body["error"]["code"] == "NOT_FOUND"
+    listed = call(client, "iiilog::projections::list", {})["projections"]
+    assert {p["name"] for p in listed} == {"todos", "todo-metrics"}
+    with pytest.raises(InvocationError) as err:
+        call(client, "iiilog::projections::get", {"name": "nope"})
+    assert err.value.code == "NOT_FOUND"
+
+
+def test_time_travel(engine: EngineProcess, client: Any) -> None:
+    def head() -> int:
+        return call(client, "iiilog::triggers::status", {})["head"]  # type: ignore[no-any-return]
+
+    call(client, "state::set", {"scope": "tt", "key": "a", "value": 1})
+    first = head()
+    call(client, "state::set", {"scope": "tt", "key": "b", "value": 2})
+    call(
+        client,
+        "state::update",
+        {"scope": "tt", "key": "a", "ops": [{"type": "set", "path": "", "value": 10}]},
+    )
+    second = head()
+    call(client, "state::delete", {"scope": "tt", "key": "b"})
+    call(client, "state::set", {"scope": "tt", "key": "c", "value": 3})
+    assert call(client, "state::get", {"scope": "tt", "key": "a", "offset": first}) == 1
+    assert (
+        call(client, "state::get", {"scope": "tt", "key": "a", "offset": second}) == 10
+    )
+    assert (
+        call(client, "state::get", {"scope": "tt", "key": "b", "offset": second}) == 2
+    )
+    assert call(client, "state::get", {"scope": "tt", "key": "b"}) is None
+    assert call(client, "state::get", {"scope": "tt", "key": "a", "offset": 0}) is None
+    assert call(client, "state::list", {"scope": "tt", "offset": first}) == [1]
+    assert call(client, "state::list", {"scope": "tt", "offset": second}) == [10, 2]
+    assert call(client, "state::list", {"scope": "tt"}) == [10, 3]
+    for bad in (-1, "3", True):
+        with pytest.raises(InvocationError) as err:
+            call(client, "state::get", {"scope": "tt", "key": "a", "offset": bad})
+        assert err.value.code == "deserialization_error"
+
+
+def test_new_projection_builds_from_history(fresh_engine: EngineProcess) -> None:
+    with sdk_worker(fresh_engine.worker_url, "history") as c:
+        todo_history(c, 150, seed=2)
+        expected = expected_metrics(c)
+    fresh_engine.stop()
+    db = sqlite3.connect(fresh_engine.data_dir / "log.sqlite3")
+    with db:  # as if todo-metrics had just been added to the registry
+        db.execute("DELETE FROM projections WHERE name='todo-metrics'")
+    db.close()
+    fresh_engine.start()
+    with sdk_worker(fresh_engine.worker_url, "reader") as c:
+        wait_until(lambda: caught_up(c, "todo-metrics"))
+        assert projection(c, "todo-metrics")["state"] == expected
+
+
+def test_snapshots_equal_a_full_refold(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "workers:\n"
+        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+        "  - name: iiilog-projections\n    config: {snapshot_interval_s: 0.2}\n"
+    )
+    proc = EngineProcess(tmp_path / "data", config=config).start()
+    db_path = proc.data_dir / "log.sqlite3"
+
+    def snapshot_position() -> int:
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            row = db.execute(
+                "SELECT position FROM projections WHERE name='todo-metrics'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+        finally:
+            db.close()
+
+    try:
+        with sdk_worker(proc.worker_url, "snap") as c:
+            todo_history(c, 200, seed=3)
+            wait_until(lambda: snapshot_position() > 0, message="a snapshot")
+        proc.kill()  # no shutdown snapshot: restart starts from the periodic one
+        proc.start()
+        with sdk_worker(proc.worker_url, "snap2") as c:
+            todo_history(c, 100, seed=4)
+            wait_until(lambda: caught_up(c, "todo-metrics"))
+            live = projection(c, "todo-metrics")["state"]
+            assert live == expected_metrics(c)
+        proc.stop()
+        full = json.loads(replay(proc.data_dir, "--json").stdout)["targets"]
+        assert full["todo-metrics"]["state"] == live
+        from_snapshot = replay(proc.data_dir, "--verify", "--from-snapshot")
+        assert from_snapshot.returncode == 0, from_snapshot.stdout
+    finally:
+        if proc.alive():
+            proc.stop()
+
+
+async def _write_many(url: str, n: int) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        w = RawWorker(ws)
+        await w.recv_type("workerregistered")
+        rng = random.Random(5)
+        for start in range(0, n, 5000):
+            calls: list[tuple[str, Any]] = []
+            for i in range(start, min(n, start + 5000)):
+                key = f"todo-{rng.randrange(2000)}"
+                roll = rng.random()
+                if roll < 0.6:
+                    calls.append(
+                        (
+                            "state::set",
+                            {
+                                "scope": "todos",
+                                "key": key,
+                                "value": {"completed": roll < 0.2, "i": i},
+                            },
+                        )
+                    )
+                elif roll < 0.9:
+                    calls.append(
+                        (
+                            "state::update",
+                            {
+                                "scope": "todos",
+                                "key": key,
+                                "ops": [
+                                    {
+                                        "type": "set",
+                                        "path": "completed",
+                                        "value": roll < 0.8,
+                                    }
+                                ],
+                            },
+                        )
+                    )
+                else:
+                    calls.append(("state::delete", {"scope": "todos", "key": key}))
+            replies = await w.send_many(calls)
+            assert all("error" not in r for r in replies)
+
+
+def test_replay_of_100k_records_verify_apply_and_to(
+    fresh_engine: EngineProcess,
+) -> None:
+    asyncio.run(_write_many(fresh_engine.worker_url, 100_000))
+    with sdk_worker(fresh_engine.worker_url, "checker") as c:
+        wait_until(lambda: caught_up(c, "todo-metrics"), timeout=60)
+    fresh_engine.stop()  # saves the projection snapshots
+    result = replay(fresh_engine.data_dir, "--verify")
+    assert result.returncode == 0, result.stdout
+    assert "folded 1000" in result.stdout or "folded 100" in result.stdout
+    assert result.stdout.count(": OK") == 3
+    # As of a past offset.
+    past = json.loads(
+        replay(
+            fresh_engine.data_dir, "--to", "500", "--only", "todo-metrics", "--json"
+        ).stdout
+    )
+    assert past["targets"]["todo-metrics"]["position"] == 500
+    # Corrupt a view row and a projection, detect, repair with new records.
+    db = sqlite3.connect(fresh_engine.data_dir / "log.sqlite3")
+    with db:
+        head = db.execute("SELECT MAX(seq) FROM log").fetchone()[0]
+        key = db.execute("SELECT key FROM view LIMIT 1").fetchone()[0]
+        db.execute("UPDATE view SET value='\"tampered\"' WHERE key=?", (key,))
+        db.execute(
+            'UPDATE projections SET state=\'{"total":-1,"completed":0}\''
+            " WHERE name='todo-metrics'"
+        )
+    db.close()
+    result = replay(fresh_engine.data_dir, "--verify")
+    assert result.returncode == 1
+    assert "tampered" in result.stdout and "total" in result.stdout
+    fixed = replay(fresh_engine.data_dir, "--apply")
+    assert fixed.returncode == 0 and "applied 2 corrections" in fixed.stdout
+    assert replay(fresh_engine.data_dir, "--verify").returncode == 0
+    db = sqlite3.connect(fresh_engine.data_dir / "log.sqlite3")
+    try:
+        rows = db.execute(
+            "SELECT seq, extra FROM log WHERE seq > ?", (head,)
+        ).fetchall()
+    finally:
+        db.close()
+    assert len(rows) == 1 and "iiilog::replay" in rows[0][1]  # history kept
+
+
+def test_apply_refuses_beside_a_running_engine(engine: EngineProcess) -> None:
+    result = replay(engine.data_dir, "--apply")
+    assert result.returncode == 2
+    assert "stop it" in result.stderr
+
+
+def test_cron_fires_without_overlap(engine: EngineProcess, client: Any) -> None:
+    fires: list[dict[str, Any]] = []
+    running = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def tick(payload: dict[str, Any]) -> None:
+        with lock:
+            fires.append(payload)
+            running["now"] += 1
+            running["max"] = max(running["max"], running["now"])
+        time.sleep(1.2)  # longer than the 1 s period: the next second is skipped
+        with lock:
+            running["now"] -= 1
+
+    with sdk_worker(engine.worker_url, "cron") as w:
+        w.register_function("c::tick", tick)
+        trig = w.register_trigger(
+            {
+                "type": "cron",
+                "function_id": "c::tick",
+                "config": {"expression": "* * * * * *"},
+            }
+        )
+        wait_until(lambda: len(fires) >= 3, timeout=15)
+        trig.unregister()
+        call(w, "state::get", {"scope": "x", "key": "y"})  # unregister applied
+        count = len(fires)
+        wait_until(lambda: running["now"] == 0)
+    assert running["max"] == 1
+    first = fires[0]
+    assert first["trigger"] == "cron" and first["job_id"]
+    assert first["scheduled_time"].endswith("+00:00")
+    assert first["actual_time"] >= first["scheduled_time"]
+    times = [datetime.fromisoformat(f["scheduled_time"]) for f in fires]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert all(g >= 2 for g in gaps), gaps  # fires inside a run were skipped
+    assert len(fires) <= count + 1
+
+
+def test_bad_cron_expression(
+    engine: EngineProcess, client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sdk_worker(engine.worker_url, "bad-cron") as w:
+        w.register_function("c::never", lambda p: None)
+        w.register_trigger(
+            {
+                "type": "cron",
+                "function_id": "c::never",
+                "config": {"expression": "* * * * *"},
+            }
+        )
+        wait_until(lambda: "Invalid cron expression" in caplog.text)
