@@ -3,13 +3,17 @@
 The envelope (offset, time, address, origin) is kept apart from the outcome
 (before/after values) and the intent (ops and their errors). Records are
 self-contained: a consumer at any offset needs nothing else to act on one.
+
+Records are frozen, slotted dataclasses rather than pydantic models: they are
+only ever built by the store from its own rows (nothing to validate), and a
+replay builds a million of them, where pydantic's ``model_construct`` alone cost
+12 µs each, more than reading and decoding the row.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict
 
 Kind = Literal[
     "state.set",
@@ -23,11 +27,8 @@ Kind = Literal[
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 
 
-class Immutable(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Origin(Immutable):
+@dataclass(frozen=True, slots=True)
+class Origin:
     """Who caused the change (audit); every field is optional."""
 
     worker_id: str | None = None
@@ -35,8 +36,12 @@ class Origin(Immutable):
     invocation_id: str | None = None
     trace_id: str | None = None
 
+    def to_dict(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
-class Record(Immutable):
+
+@dataclass(frozen=True, slots=True)
+class Record:
     offset: int
     ts: int
     kind: Kind

@@ -166,7 +166,7 @@ def _row_to_record(row: Sequence[Any]) -> Record:
     seq, ts, kind, scope, grp, key, old, new, extra, _v = row
     info = loads(extra) if extra else {}
     origin = info.get("origin")
-    return Record.model_construct(
+    return Record(
         offset=seq,
         ts=ts,
         kind=kind,
@@ -349,7 +349,7 @@ class SqliteStore:
                 continue
             if not out.record:
                 result.results.append(
-                    Record.model_construct(
+                    Record(
                         offset=0,
                         ts=ts,
                         kind=m.kind,
@@ -377,7 +377,7 @@ class SqliteStore:
             if not out.touches_view:
                 extra["in_view"] = False
             if m.origin is not None:
-                extra["origin"] = m.origin.model_dump(exclude_none=True)
+                extra["origin"] = m.origin.to_dict()
             rows.append(
                 (
                     offset,
@@ -392,7 +392,7 @@ class SqliteStore:
                 )
             )
             result.results.append(
-                Record.model_construct(
+                Record(
                     offset=offset,
                     ts=ts,
                     kind=m.kind,

@@ -78,9 +78,10 @@ async def fold_log(
     """One pass over the log; each target stops at its own ``until``."""
     end = max((t.until for t in targets), default=0)
     start = min((t.position for t in targets), default=0)
+    # A target is never folded past its capture, so its state is captured as is.
     for t in targets:
         if t.position >= t.until:
-            t.captured = copy.deepcopy(t.state)
+            t.captured = t.state
     cursor, count = start, 0
     while cursor < end:
         records = await store.read(cursor, min(BATCH, end - cursor))
@@ -100,14 +101,14 @@ async def fold_log(
             t.state = state
             t.position = min(records[-1].offset, t.until)
             if t.position >= t.until:
-                t.captured = copy.deepcopy(state)
+                t.captured = state
         cursor = records[-1].offset
         count += len(records)
         if progress is not None:
             progress(cursor, end, count)
     for t in targets:
         if t.captured is None:
-            t.captured = copy.deepcopy(t.state)
+            t.captured = t.state
     return count
 
 

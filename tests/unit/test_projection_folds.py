@@ -6,14 +6,14 @@ from typing import Any
 
 import pytest
 
-from eventlog import Record
+from eventlog import Kind, Record
 from projections.todo_metrics import TodoMetrics
 from projections.todos import Todos
 
 
 def rec(
     offset: int,
-    kind: str,
+    kind: Kind,
     key: str,
     old: Any = None,
     new: Any = None,

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from eventlog import Record
+from eventlog import Kind, Record
 from projections.views import fold, rows
 
 
 def rec(
     offset: int,
-    kind: str,
+    kind: Kind,
     key: str,
     new: Any = None,
     exists: bool = True,
