@@ -21,6 +21,7 @@ from engine.config import EngineConfig
 from engine.core import Engine
 from engine.cron import CronModule
 from engine.durable import DurableTriggers
+from engine.pubsub import Availability, PubSubModule
 from engine.state import StateModule
 from engine.streams import StreamModule
 from eventlog import LogTail, LogWriter, SqliteStore
@@ -76,6 +77,9 @@ class Server:
             triggers_enabled=cfg.state_triggers_enabled,
         )
         streams = StreamModule(engine, durable)
+        if cfg.pubsub:
+            PubSubModule(engine)
+        Availability(engine)
         if cfg.cron:
             CronModule(engine)
         self.ports["worker"] = await self._listen(

@@ -38,6 +38,7 @@ def install(engine: Engine) -> None:
         peer.metadata = {k: v for k, v in data.items() if k != "_caller_worker_id"}
         name = data.get("name")
         peer.name = name if isinstance(name, str) else None
+        engine.notify("worker_metadata_updated", peer.id)
         return {"success": True}
 
     async def list_functions(data: Any, ctx: CallContext) -> Any:

@@ -35,6 +35,7 @@ workers:
     config: {host: 0.0.0.0, port: ${IIILOG_STREAM_PORT:3112}}
   - name: iii-state
   - name: iii-cron
+  - name: iii-pubsub
   - name: iiilog-eventlog
     config: {data_dir: "${IIILOG_DATA_DIR:./data}", synchronous: full}
 """
@@ -48,8 +49,6 @@ ALWAYS_ON = {
     "iii-telemetry",
 }
 NOT_YET = {
-    "iii-pubsub",
-    "pubsub",
     "iii-queue",
     "queue",
     "iii-http-functions",
@@ -86,6 +85,7 @@ class EngineConfig:
     stream: StreamConfig | None = field(default_factory=StreamConfig)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     cron: bool = True
+    pubsub: bool = True
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
     state_max_value_bytes: int | None = None
     state_triggers_enabled: bool = True
@@ -122,7 +122,7 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
     if unknown:
         raise ConfigError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
     entries = list(doc.get("workers") or []) + list(doc.get("modules") or [])
-    cfg = EngineConfig(http=None, stream=None, cron=False)
+    cfg = EngineConfig(http=None, stream=None, cron=False, pubsub=False)
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise ConfigError(f"each worker entry needs a `name`: {entry!r}")
@@ -170,6 +170,8 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
             cfg.state_triggers_enabled = bool(conf.get("triggers_enabled", True))
         elif name in ("iii-cron", "cron"):
             cfg.cron = True
+        elif name in ("iii-pubsub", "pubsub"):
+            cfg.pubsub = True
         elif name == "iiilog-triggers":
             defaults = RetryPolicy()
             cfg.retry = RetryPolicy(

@@ -109,6 +109,9 @@ class Engine:
     providers: dict[str, TriggerProvider] = field(default_factory=dict)
     trigger_type_info: dict[str, str] = field(default_factory=dict)
     workers: dict[str, Peer] = field(default_factory=dict)
+    # (event, worker id) callbacks: worker_connected / worker_disconnected /
+    # worker_metadata_updated / functions_changed
+    listeners: list[Callable[[str, str | None], None]] = field(default_factory=list)
     # trace id of a trigger delivery in progress -> writes it has made so far
     deliveries: dict[str, int] = field(default_factory=dict)
     _pending: dict[str, _Pending] = field(default_factory=dict)
@@ -142,6 +145,13 @@ class Engine:
             function_id, handler=handler, description=description
         )
 
+    def notify(self, event: str, worker_id: str | None = None) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event, worker_id)
+            except Exception:
+                log.exception("engine listener failed on %s", event)
+
     def register_function(self, peer: Peer, entry: FunctionEntry) -> None:
         current = self.functions.get(entry.id)
         if current is not None and current.owner is None:
@@ -153,11 +163,13 @@ class Engine:
             return
         entry.owner = peer
         self.functions[entry.id] = entry  # last writer wins (reconnects, §1.6)
+        self.notify("functions_changed")
 
     def unregister_function(self, peer: Peer, function_id: str) -> None:
         current = self.functions.get(function_id)
         if current is not None and current.owner is peer:
             del self.functions[function_id]
+            self.notify("functions_changed")
 
     async def invoke(self, function_id: str, data: Any, ctx: CallContext) -> Any:
         """Run a function wherever it lives; raises ``EngineError`` on failure."""
@@ -305,6 +317,7 @@ class Engine:
 
     def connect(self, peer: Peer) -> None:
         self.workers[peer.id] = peer
+        self.notify("worker_connected", peer.id)
 
     async def disconnect(self, peer: Peer) -> None:
         """Cleanup of spec/worker-protocol.md §1.7, ownership-checked."""
@@ -320,6 +333,7 @@ class Engine:
             self.triggers.pop(binding.id, None)
             await self._deactivate(binding)
         self.workers.pop(peer.id, None)
+        self.notify("worker_disconnected", peer.id)
 
 
 def now_ms() -> int:
