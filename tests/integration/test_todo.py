@@ -1,54 +1,98 @@
-"""The reactive todo example (examples/todo/worker.py) as a user runs it: the
-real example process against a real engine, driven over HTTP."""
+"""The reactive todo example as a user runs it, written with the Python SDK
+(examples/todo/worker.py) and with the Node SDK (examples/todo-node/worker.mjs,
+run unchanged on iii-sdk 0.22.1 and 0.11.6): the real worker process against a
+real engine, driven over HTTP and watched over the stream WebSocket."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.harness import ROOT, EngineProcess, Http, wait_until
 from tests.wsclients import StreamWatcher
 
-
-@pytest.fixture(scope="module")
-def sent(engine: EngineProcess) -> Iterator[StreamWatcher]:
-    watcher = StreamWatcher(f"{engine.stream_url}/stream/todos-live/all")
-    try:
-        wait_until(lambda: watcher.messages, message="initial sync")
-        yield watcher
-    finally:
-        watcher.close()
+NODE_SDKS = ("0.22.1", "0.11.6")
+RUNTIMES = ["python", *(f"node-{v}" for v in NODE_SDKS)]
 
 
-@pytest.fixture(scope="module")
-def todo_app(engine: EngineProcess, sent: StreamWatcher) -> Iterator[Http]:
+def node_worker_dir(version: str) -> Path:
+    """examples/todo-node with iii-sdk@version installed next to it (cached)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npm is required for the Node worker tests")
+    target = ROOT / ".venv" / "node-sdks" / version
+    if not (target / "node_modules" / "iii-sdk" / "package.json").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "package.json").write_text(
+            '{"name":"todo-node-%s","private":true,"type":"module"}' % version
+        )
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--silent",
+                f"iii-sdk@{version}",
+            ],
+            cwd=target,
+            check=True,
+            timeout=300,
+        )
+    shutil.copy(ROOT / "examples" / "todo-node" / "worker.mjs", target)
+    return target
+
+
+def start_worker(runtime: str, engine: EngineProcess) -> subprocess.Popen[bytes]:
     env = {**os.environ, "III_URL": engine.worker_url, "OTEL_ENABLED": "false"}
-    proc = subprocess.Popen(
-        [sys.executable, "examples/todo/worker.py"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    if runtime == "python":
+        cmd, cwd = [sys.executable, "examples/todo/worker.py"], ROOT
+    else:
+        node = shutil.which("node")
+        assert node, "node is required for the Node worker tests"
+        cwd = node_worker_dir(runtime.removeprefix("node-"))
+        cmd = [node, "worker.mjs"]
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+
+
+@pytest.fixture(params=RUNTIMES)
+def todo_app(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Http, StreamWatcher]]:
+    engine = EngineProcess(tmp_path / "data").start()
+    watcher = StreamWatcher(f"{engine.stream_url}/stream/todos-live/all")
+    worker = start_worker(request.param, engine)
     api = Http(engine.http_url)
     try:
+        wait_until(lambda: watcher.messages, message="initial sync")
         wait_until(
             lambda: api.request("GET", "/todos/metrics")[0] == 200,
-            timeout=20,
+            timeout=30,
             message="todo routes",
         )
-        yield api
+        yield api, watcher
     finally:
-        proc.terminate()
-        proc.wait(10)
+        worker.terminate()
+        worker.wait(10)
+        watcher.close()
+        engine.stop()
 
 
-def test_todo_flow(todo_app: Http, sent: StreamWatcher) -> None:
-    api = todo_app
+def events(watcher: StreamWatcher) -> list[dict[str, Any]]:
+    return [m for m in watcher.messages if m["event"]["type"] == "event"]
+
+
+def test_todo_flow(todo_app: tuple[Http, StreamWatcher]) -> None:
+    api, sent = todo_app
     assert api.json("GET", "/todos/metrics") == (200, {"total": 0, "completed": 0})
     status, todo = api.json("POST", "/todos", {"title": "milk"})
     assert status == 201
@@ -75,16 +119,16 @@ def test_todo_flow(todo_app: Http, sent: StreamWatcher) -> None:
         message="back to zero",
     )
     assert api.json("GET", "/todos") == (200, [])
-    wait_until(lambda: len(sent.events()) >= 3, message="three pushes")
+    wait_until(lambda: len(events(sent)) >= 3, message="three pushes")
     sync = sent.messages[0]
     assert sync["event"] == {"type": "sync", "data": []}
-    events = sent.events()
-    assert [e["event"]["event"]["data"]["action"] for e in events] == [
+    pushed = events(sent)
+    assert [e["event"]["event"]["data"]["action"] for e in pushed] == [
         "created",
         "updated",
         "deleted",
     ]
-    first = events[0]
+    first = pushed[0]
     assert first["streamName"] == "todos-live" and first["groupId"] == "all"
     assert first["event"]["event"]["type"] == "todo_changed"
     assert first["event"]["event"]["data"]["key"] == todo["id"]
@@ -93,13 +137,14 @@ def test_todo_flow(todo_app: Http, sent: StreamWatcher) -> None:
     assert offsets == sorted(offsets) and offsets[1] > sync["offset"]
 
 
-def test_todo_bad_input(todo_app: Http) -> None:
-    status, body = todo_app.json("POST", "/todos/toggle", {"id": "nope"})
+def test_todo_bad_input(todo_app: tuple[Http, StreamWatcher]) -> None:
+    api, _ = todo_app
+    status, body = api.json("POST", "/todos/toggle", {"id": "nope"})
     assert status == 500
     assert body["error"]["message"] == "Todo nope not found"
-    status, body = todo_app.json("POST", "/todos", {"nothing": 1})
+    status, body = api.json("POST", "/todos", {"nothing": 1})
     assert status == 400 and body["error"]["code"] == "BAD_REQUEST"
-    status, _, _raw = todo_app.request(
+    status, _, _ = api.request(
         "POST", "/todos", raw=b"{", headers={"content-type": "application/json"}
     )
     assert status == 400
