@@ -5,6 +5,7 @@ real engine, driven over HTTP and watched over the stream WebSocket."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -31,7 +32,9 @@ def node_worker_dir(version: str) -> Path:
     if not (target / "node_modules" / "iii-sdk" / "package.json").exists():
         target.mkdir(parents=True, exist_ok=True)
         (target / "package.json").write_text(
-            '{"name":"todo-node-%s","private":true,"type":"module"}' % version
+            json.dumps(
+                {"name": f"todo-node-{version}", "private": True, "type": "module"}
+            )
         )
         subprocess.run(
             [
