@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from engine.core import CallContext, Engine, FunctionEntry, TriggerBinding, now_ms
 from engine.errors import EngineError
+from engine.remote_triggers import WorkerTriggerTypes
 
 from .protocol import (
     MAX_MESSAGE_BYTES,
@@ -29,9 +30,12 @@ from .protocol import (
     Reattach,
     RegisterFunction,
     RegisterTrigger,
+    RegisterTriggerType,
+    TriggerRegistrationResult,
     UnknownMessage,
     UnregisterFunction,
     UnregisterTrigger,
+    UnregisterTriggerType,
     encode,
     parse_frame,
 )
@@ -44,9 +48,14 @@ class WorkerConnection:
     """One worker socket; the engine's ``Peer``."""
 
     def __init__(
-        self, engine: Engine, ws: web.WebSocketResponse, ip: str | None
+        self,
+        engine: Engine,
+        ws: web.WebSocketResponse,
+        ip: str | None,
+        trigger_types: WorkerTriggerTypes,
     ) -> None:
         self.engine = engine
+        self.trigger_types = trigger_types
         self.ws = ws
         self.ip = ip
         self.id = str(uuid.uuid4())
@@ -107,6 +116,7 @@ class WorkerConnection:
         if self.closed:
             return
         self.closed = True
+        self.trigger_types.provider_gone(self)
         await self.engine.disconnect(self)
         if not self.ws.closed:
             await self.ws.close(code=CloseCode.GOING_AWAY)
@@ -149,13 +159,19 @@ class WorkerConnection:
             await self._register_trigger(msg)
         elif isinstance(msg, UnregisterTrigger):
             await engine.unregister_trigger(msg.id, self)
+        elif isinstance(msg, RegisterTriggerType):
+            await self.trigger_types.register_type(self, msg.id, msg.description)
+        elif isinstance(msg, UnregisterTriggerType):
+            self.trigger_types.unregister_type(self, msg.id)
+        elif isinstance(msg, TriggerRegistrationResult):
+            await self.trigger_types.result(self, msg.id, msg.error)
         elif isinstance(msg, Reattach):
             await self._reattach(msg)
         elif isinstance(msg, Ping):
             await self.send({"type": "pong"})
         elif isinstance(msg, UnknownMessage):
             log.info("worker %s: unknown message type %r ignored", self.id, msg.type)
-        # registerservice, pong, trigger types (not yet provided by workers): no-op
+        # registerservice, pong: nothing to do
 
     async def _register_trigger(self, msg: RegisterTrigger) -> None:
         binding = TriggerBinding(
@@ -251,7 +267,7 @@ async def worker_handler(request: web.Request) -> web.WebSocketResponse:
     engine: Engine = request.app["engine"]
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
     await ws.prepare(request)
-    conn = WorkerConnection(engine, ws, request.remote)
+    conn = WorkerConnection(engine, ws, request.remote, request.app["trigger_types"])
     await conn.serve()
     return ws
 
@@ -268,6 +284,7 @@ async def otel_handler(request: web.Request) -> web.WebSocketResponse:
 def make_worker_app(engine: Engine) -> web.Application:
     app = web.Application()
     app["engine"] = engine
+    app["trigger_types"] = WorkerTriggerTypes(engine)
     app.router.add_get("/otel", otel_handler)
     app.router.add_get("/{tail:.*}", worker_handler)
     return app

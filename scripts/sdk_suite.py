@@ -1,0 +1,148 @@
+"""Run the iii-sdk 0.25.0 integration suite (from its published sdist) against
+iiilog, and print a pass/fail tally per file.
+
+    python scripts/sdk_suite.py [--files test_state.py ...] [--json OUT]
+
+The sdist is fetched with pip (``pip download --no-binary :all:``) into
+``.venv/sdk-suite`` once. The engine runs with ``tests/sdk_suite/config.yaml``
+on free ports and a temp data dir; the suite reads ``III_URL`` and
+``III_HTTP_URL``. Exit status 0 when every selected file passed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness import EngineProcess  # noqa: E402
+
+VERSION = "0.25.0"
+# The files that talk to an engine (spec/modules.md §8.2).
+ENGINE_FILES = [
+    "test_state.py",
+    "test_streams.py",
+    "test_api_triggers.py",
+    "test_middleware.py",
+    "test_healthcheck.py",
+    "test_pubsub.py",
+    "test_bridge.py",
+    "test_data_channels.py",
+    "test_rbac_workers.py",
+    "test_http_external_functions_integration.py",
+    "test_trigger_type_lifecycle.py",
+    "test_observe_e2e_local.py",
+    "test_observe_e2e_routed.py",
+]
+
+
+def suite_dir() -> Path:
+    cache = ROOT / ".venv" / "sdk-suite"
+    target = cache / f"iii_sdk-{VERSION}"
+    if not (target / "tests").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"iii-sdk=={VERSION}",
+                "-d",
+                str(cache),
+            ],
+            check=True,
+        )
+        with tarfile.open(cache / f"iii_sdk-{VERSION}.tar.gz") as tar:
+            tar.extractall(cache, filter="data")
+    return target
+
+
+def run(files: list[str]) -> dict[str, dict[str, int]]:
+    suite = suite_dir()
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = EngineProcess(
+            Path(tmp) / "data", config=ROOT / "tests" / "sdk_suite" / "config.yaml"
+        )
+        engine.start()
+        report = Path(tmp) / "report.xml"
+        try:
+            env = {
+                **os.environ,
+                "III_URL": engine.worker_url,
+                "III_HTTP_URL": engine.http_url,
+                "OTEL_ENABLED": "false",
+            }
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "-c",
+                    str(suite / "pyproject.toml"),
+                    "-o",
+                    "addopts=",
+                    "-o",
+                    "asyncio_mode=auto",
+                    "--timeout=120",
+                    f"--junitxml={report}",
+                    *[f"tests/{f}" for f in files],
+                ],
+                cwd=suite,
+                env=env,
+                check=False,
+            )
+        finally:
+            engine.stop()
+        tally: dict[str, dict[str, int]] = {}
+        for case in ET.parse(report).getroot().iter("testcase"):
+            name = case.get("classname", "").split(".")[-1] + ".py"
+            row = tally.setdefault(name, {"passed": 0, "failed": 0, "skipped": 0})
+            if case.find("failure") is not None or case.find("error") is not None:
+                row["failed"] += 1
+            elif case.find("skipped") is not None:
+                row["skipped"] += 1
+            else:
+                row["passed"] += 1
+        return tally
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--files", nargs="*", default=ENGINE_FILES)
+    parser.add_argument("--json", help="also write the tally here")
+    args = parser.parse_args()
+    tally = run(args.files)
+    print(f"{'file':<48}{'passed':>8}{'failed':>8}{'skipped':>9}")
+    for name in sorted(tally):
+        row = tally[name]
+        print(f"{name:<48}{row['passed']:>8}{row['failed']:>8}{row['skipped']:>9}")
+    total = {
+        k: sum(r[k] for r in tally.values()) for k in ("passed", "failed", "skipped")
+    }
+    print(f"{'total':<48}{total['passed']:>8}{total['failed']:>8}{total['skipped']:>9}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(tally, indent=2))
+    return 1 if total["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

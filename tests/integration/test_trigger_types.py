@@ -1,0 +1,98 @@
+"""Trigger types provided by workers (protocol §6), with the real Python SDK:
+forwarding, firing, parking while the provider is away, replay with the
+original id, and unregistering at the provider when the consumer leaves."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from iii import TriggerAction
+from iii.triggers import TriggerConfig, TriggerHandler
+
+from tests.harness import EngineProcess, call, sdk_worker, wait_until
+
+
+class Provider(TriggerHandler[Any]):
+    def __init__(self) -> None:
+        self.registered: list[TriggerConfig[Any]] = []
+        self.unregistered: list[TriggerConfig[Any]] = []
+        self.lock = threading.Lock()
+
+    async def register_trigger(self, config: TriggerConfig[Any]) -> None:
+        with self.lock:
+            self.registered.append(config)
+
+    async def unregister_trigger(self, config: TriggerConfig[Any]) -> None:
+        with self.lock:
+            self.unregistered.append(config)
+
+
+def test_worker_trigger_type_round_trip(engine: EngineProcess, client: Any) -> None:
+    first = Provider()
+    hits: list[Any] = []
+    with sdk_worker(engine.worker_url, "provider-1") as p:
+        p.register_trigger_type({"id": "webhook", "description": "Webhook"}, first)
+        wait_until(
+            lambda: (
+                "webhook"
+                in [
+                    t["id"]
+                    for t in call(client, "engine::triggers::list", {})["triggers"]
+                ]
+            )
+        )
+        with sdk_worker(engine.worker_url, "consumer") as c:
+            c.register_function("tt::hook", hits.append)
+            c.register_trigger(
+                {"type": "webhook", "function_id": "tt::hook", "config": {"path": "/a"}}
+            )
+            wait_until(lambda: len(first.registered) == 1)
+            binding = first.registered[0]
+            assert binding.function_id == "tt::hook"
+            assert binding.config == {"path": "/a"}
+            # The provider fires: an ordinary call from the provider worker.
+            p.trigger(
+                {
+                    "function_id": "tt::hook",
+                    "payload": {"event": 1},
+                    "action": TriggerAction.Void(),
+                }
+            )
+            wait_until(lambda: hits)
+            assert hits[0]["event"] == 1
+        # The consumer left: the provider is told, with the same id.
+        wait_until(lambda: len(first.unregistered) == 1)
+        assert first.unregistered[0].id == binding.id
+    assert len(first.registered) == 1  # exactly one forward per binding
+
+
+def test_bindings_wait_for_their_provider(engine: EngineProcess, client: Any) -> None:
+    with sdk_worker(engine.worker_url, "early-consumer") as c:
+        c.register_function("tt::early", lambda d: None)
+        c.register_trigger(
+            {"type": "later-type", "function_id": "tt::early", "config": {"x": 1}}
+        )
+        wait_until(
+            lambda: any(
+                t["function_id"] == "tt::early"
+                for t in call(client, "engine::registered-triggers::list", {})[
+                    "registered_triggers"
+                ]
+            )
+        )
+        gone = Provider()
+        with sdk_worker(engine.worker_url, "provider-a") as p:
+            p.register_trigger_type({"id": "later-type", "description": "d"}, gone)
+            wait_until(lambda: len(gone.registered) == 1)
+        original = gone.registered[0]
+        back = Provider()
+        with sdk_worker(engine.worker_url, "provider-b") as p2:
+            p2.register_trigger_type({"id": "later-type", "description": "d"}, back)
+            wait_until(lambda: len(back.registered) == 1)
+            replayed = back.registered[0]
+            assert (replayed.id, replayed.function_id, replayed.config) == (
+                original.id,
+                original.function_id,
+                original.config,
+            )
