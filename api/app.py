@@ -22,6 +22,7 @@ from engine.core import Engine
 from engine.cron import CronModule
 from engine.durable import DurableTriggers
 from engine.pubsub import Availability, PubSubModule
+from engine.queues import QueueModule
 from engine.state import StateModule
 from engine.streams import StreamModule
 from eventlog import LogTail, LogWriter, SqliteStore
@@ -79,6 +80,8 @@ class Server:
         streams = StreamModule(engine, durable)
         if cfg.pubsub:
             PubSubModule(engine)
+        if cfg.queues is not None:
+            await QueueModule(engine, cfg.queues).start()
         Availability(engine)
         if cfg.cron:
             CronModule(engine)

@@ -223,11 +223,9 @@ class WorkerConnection:
         )
         try:
             if action == "enqueue":
-                raise EngineError(
-                    "enqueue_error",
-                    "No queue provider is installed. Queues are not available yet.",
-                )
-            result = await self.engine.invoke(msg.function_id, msg.data, ctx)
+                result = await self._enqueue(msg, ctx)
+            else:
+                result = await self.engine.invoke(msg.function_id, msg.data, ctx)
         except EngineError as e:
             if not reply:
                 log.info("void call %s failed: %s", msg.function_id, e)
@@ -242,6 +240,22 @@ class WorkerConnection:
         else:
             if reply:
                 await self._reply(msg, result=result)
+
+    async def _enqueue(self, msg: InvokeFunction, ctx: CallContext) -> Any:
+        """Hand the call to the queue provider (``engine::queue::enqueue``)."""
+        provider = "engine::queue::enqueue"
+        if provider not in self.engine.functions:
+            raise EngineError(
+                "enqueue_error",
+                "No queue provider is installed. Add the iii-queue module to the"
+                " engine config.",
+            )
+        queue = (msg.action or {}).get("queue")
+        return await self.engine.invoke(
+            provider,
+            {"queue": queue, "function_id": msg.function_id, "data": msg.data},
+            ctx,
+        )
 
     async def _reply(
         self,

@@ -21,6 +21,7 @@ from api.stream_ws import StreamConfig
 from projections.runner import SnapshotConfig
 
 from .durable import RetryPolicy
+from .queues import QueueConfig
 
 log = logging.getLogger("iiilog.config")
 
@@ -36,6 +37,7 @@ workers:
   - name: iii-state
   - name: iii-cron
   - name: iii-pubsub
+  - name: iii-queue
   - name: iiilog-eventlog
     config: {data_dir: "${IIILOG_DATA_DIR:./data}", synchronous: full}
 """
@@ -49,8 +51,6 @@ ALWAYS_ON = {
     "iii-telemetry",
 }
 NOT_YET = {
-    "iii-queue",
-    "queue",
     "iii-http-functions",
     "iii-exec",
     "iii-bridge",
@@ -86,6 +86,7 @@ class EngineConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     cron: bool = True
     pubsub: bool = True
+    queues: dict[str, QueueConfig] | None = field(default_factory=dict)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
     state_max_value_bytes: int | None = None
     state_triggers_enabled: bool = True
@@ -111,6 +112,40 @@ def _positive(cfg: dict[str, Any], name: str, default: int) -> int:
     return value
 
 
+def _queues(raw: Any) -> dict[str, QueueConfig]:
+    if not isinstance(raw, dict):
+        raise ConfigError("iii-queue: queue_configs must be a mapping")
+    out = {}
+    for name, conf in raw.items():
+        conf = conf or {}
+        if not isinstance(conf, dict):
+            raise ConfigError(f"iii-queue: queue {name!r} must be a mapping")
+        kind = conf.get("type", "standard")
+        if kind not in ("standard", "fifo"):
+            raise ConfigError(f"iii-queue: queue {name!r}: type is standard or fifo")
+        group = conf.get("message_group_field")
+        if kind == "fifo" and not isinstance(group, str):
+            raise ConfigError(
+                f"iii-queue: fifo queue {name!r} needs message_group_field"
+            )
+        defaults = QueueConfig()
+        out[str(name)] = QueueConfig(
+            type=kind,
+            message_group_field=group,
+            **{
+                f: _positive(conf, f, getattr(defaults, f))
+                for f in (
+                    "max_retries",
+                    "concurrency",
+                    "backoff_ms",
+                    "poll_interval_ms",
+                    "delivery_timeout_ms",
+                )
+            },
+        )
+    return out
+
+
 def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
     try:
         doc = yaml.safe_load(substitute(text, env)) or {}
@@ -122,7 +157,7 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
     if unknown:
         raise ConfigError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
     entries = list(doc.get("workers") or []) + list(doc.get("modules") or [])
-    cfg = EngineConfig(http=None, stream=None, cron=False, pubsub=False)
+    cfg = EngineConfig(http=None, stream=None, cron=False, pubsub=False, queues=None)
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise ConfigError(f"each worker entry needs a `name`: {entry!r}")
@@ -172,6 +207,8 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
             cfg.cron = True
         elif name in ("iii-pubsub", "pubsub"):
             cfg.pubsub = True
+        elif name in ("iii-queue", "queue"):
+            cfg.queues = _queues(conf.get("queue_configs") or {})
         elif name == "iiilog-triggers":
             defaults = RetryPolicy()
             cfg.retry = RetryPolicy(

@@ -23,6 +23,12 @@ Kind = Literal[
     "stream.update",
     "stream.delete",
     "stream.send",
+    "queue.enqueue",
+    "queue.retry",
+    "queue.ack",
+    "queue.dead",
+    "queue.redrive",
+    "queue.discard",
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 

@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_addr ON log (scope, key, seq);
+CREATE INDEX IF NOT EXISTS log_kind ON log (kind, seq);
 CREATE TABLE IF NOT EXISTS cursors (   -- durable trigger subscriptions
     key          TEXT PRIMARY KEY,     -- function id + trigger type + config
     function_id  TEXT NOT NULL,
@@ -564,6 +565,14 @@ class SqliteStore:
             "SELECT * FROM log WHERE scope=? AND seq<=? AND kind IN (?, ?, ?)"
             " ORDER BY seq",
             (scope, offset, f"{space}.set", f"{space}.update", f"{space}.delete"),
+        )
+        return [_row_to_record(r) for r in rows]
+
+    async def read_kinds(self, kinds: Sequence[str]) -> list[Record]:
+        """Every record of these kinds, in offset order (e.g. to rebuild queues)."""
+        marks = ",".join("?" * len(kinds))
+        rows = await self._fetch(
+            f"SELECT * FROM log WHERE kind IN ({marks}) ORDER BY seq", tuple(kinds)
         )
         return [_row_to_record(r) for r in rows]
 

@@ -112,7 +112,8 @@ def run(files: list[str]) -> dict[str, dict[str, int]]:
             engine.stop()
         tally: dict[str, dict[str, int]] = {}
         for case in ET.parse(report).getroot().iter("testcase"):
-            name = case.get("classname", "").split(".")[-1] + ".py"
+            parts = case.get("classname", "").split(".")
+            name = next((p for p in parts if p.startswith("test_")), parts[-1]) + ".py"
             row = tally.setdefault(name, {"passed": 0, "failed": 0, "skipped": 0})
             if case.find("failure") is not None or case.find("error") is not None:
                 row["failed"] += 1

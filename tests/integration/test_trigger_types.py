@@ -13,7 +13,7 @@ from iii.triggers import TriggerConfig, TriggerHandler
 from tests.harness import EngineProcess, call, sdk_worker, wait_until
 
 
-class Provider(TriggerHandler[Any]):
+class Provider(TriggerHandler[Any]):  # type: ignore[misc]
     def __init__(self) -> None:
         self.registered: list[TriggerConfig[Any]] = []
         self.unregistered: list[TriggerConfig[Any]] = []

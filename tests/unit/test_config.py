@@ -40,11 +40,11 @@ def test_default_config_reads_env() -> None:
 
 def test_unknown_modules_are_skipped() -> None:
     cfg = parse(
-        "workers:\n  - name: iii-made-up\n  - name: iii-queue\n"
+        "workers:\n  - name: iii-made-up\n  - name: iii-exec\n"
         "modules:\n  - name: http\n    config: {port: 5}\n",
         {},
     )
-    assert cfg.skipped == ["iii-made-up", "iii-queue"]
+    assert cfg.skipped == ["iii-made-up", "iii-exec"]
     assert cfg.http is not None and cfg.http.port == 5
 
 

@@ -1,0 +1,346 @@
+"""Named queues for ``TriggerAction.Enqueue`` (spec/modules.md §5.1), on the log.
+
+Every step of a message is a record (``queue.enqueue``, ``queue.retry``,
+``queue.ack``, ``queue.dead``, ``queue.redrive``, ``queue.discard``), committed
+before it takes effect; the queues' state is the pure fold ``QueueState`` of
+those records, rebuilt from the log at start, so a restart loses no message.
+A message is retried after ``backoff_ms * 2^(n-1)`` when attempt n fails and
+dead-lettered once ``max_retries`` attempts have failed; the dead-letter list
+can be listed, redriven or discarded. Standard queues run up to
+``concurrency`` messages at once; FIFO queues one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from eventlog import Kind, Mutation, Origin, Outcome, Record
+
+from .core import CallContext, Engine
+from .errors import EngineError
+
+log = logging.getLogger("iiilog.queues")
+QUEUE_KINDS: tuple[Kind, ...] = (
+    "queue.enqueue",
+    "queue.retry",
+    "queue.ack",
+    "queue.dead",
+    "queue.redrive",
+    "queue.discard",
+)
+
+
+@dataclass
+class QueueConfig:
+    max_retries: int = 3
+    concurrency: int = 10
+    type: Literal["standard", "fifo"] = "standard"
+    message_group_field: str | None = None
+    backoff_ms: int = 1000
+    poll_interval_ms: int = 100
+    delivery_timeout_ms: int = 30_000
+
+
+@dataclass
+class Message:
+    id: str
+    queue: str
+    function_id: str
+    data: Any
+    enqueued_at: int
+    attempts: int = 0
+    next_at: int = 0
+    error: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "message_id": self.id,
+            "queue": self.queue,
+            "function_id": self.function_id,
+            "data": self.data,
+            "attempts": self.attempts,
+            "error": self.error,
+            "enqueued_at": self.enqueued_at,
+        }
+
+
+@dataclass
+class QueueState:
+    """Pending and dead messages per queue, in enqueue order. Pure fold."""
+
+    pending: dict[str, dict[str, Message]] = field(default_factory=dict)
+    dead: dict[str, dict[str, Message]] = field(default_factory=dict)
+
+    def apply(self, record: Record) -> None:
+        queue, mid = record.scope, record.key or ""
+        pending = self.pending.setdefault(queue, {})
+        dead = self.dead.setdefault(queue, {})
+        info = record.new_value if isinstance(record.new_value, dict) else {}
+        verb = record.verb
+        if verb == "enqueue":
+            pending[mid] = Message(
+                mid,
+                queue,
+                info["function_id"],
+                info.get("data"),
+                record.ts,
+                next_at=record.ts,
+            )
+        elif verb == "ack":
+            pending.pop(mid, None)
+        elif verb == "retry" and mid in pending:
+            message = pending[mid]
+            message.attempts, message.error = info["attempts"], info.get("error")
+            message.next_at = info["next_at"]
+        elif verb == "dead" and mid in pending:
+            message = pending.pop(mid)
+            message.attempts, message.error = info["attempts"], info.get("error")
+            dead[mid] = message
+        elif verb == "redrive" and mid in dead:
+            message = dead.pop(mid)
+            message.attempts, message.error, message.next_at = 0, None, record.ts
+            pending[mid] = message
+        elif verb == "discard":
+            dead.pop(mid, None)
+
+
+class QueueModule:
+    def __init__(self, engine: Engine, configs: dict[str, QueueConfig]) -> None:
+        self.engine = engine
+        self.configs = {"default": QueueConfig(), **configs}
+        self.state = QueueState()
+        self.inflight: dict[str, set[str]] = {q: set() for q in self.configs}
+        self._wake: dict[str, asyncio.Event] = {
+            q: asyncio.Event() for q in self.configs
+        }
+        for function_id, handler in (
+            ("engine::queue::enqueue", self.fn_enqueue),
+            ("iii::queue::redrive", self.fn_redrive),
+            ("iii::queue::redrive_message", self.fn_redrive_message),
+            ("iii::queue::discard_message", self.fn_discard_message),
+            ("engine::queue::dlq_messages", self.fn_dlq_messages),
+            ("engine::queue::list_topics", self.fn_list),
+            ("engine::queue::topic_stats", self.fn_stats),
+        ):
+            engine.add_builtin(function_id, handler)
+
+    async def start(self) -> None:
+        """Rebuild the queues from their records, then run one loop per queue."""
+        for record in await self.engine.store.read_kinds(QUEUE_KINDS):
+            self.state.apply(record)
+        for queue in self.configs:
+            self.engine.spawn(self._run(queue), name=f"queue:{queue}")
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def _record(
+        self, kind: Kind, queue: str, message_id: str, value: Any
+    ) -> Record:
+        record = await self.engine.writer.submit(
+            Mutation(
+                kind,
+                queue,
+                None,
+                message_id,
+                lambda _e, _o: Outcome(True, value, touches_view=False),
+                Origin(function_id="iii::queue"),
+            )
+        )
+        self.state.apply(record)
+        wake = self._wake.get(queue)
+        if wake is not None:
+            wake.set()
+        return record
+
+    def _config(self, queue: Any) -> QueueConfig:
+        if not isinstance(queue, str) or queue not in self.configs:
+            raise EngineError("enqueue_error", f"Queue '{queue}' not found")
+        return self.configs[queue]
+
+    async def enqueue(self, queue: Any, function_id: str, data: Any) -> str:
+        config = self._config(queue)
+        if config.type == "fifo":
+            group = config.message_group_field or ""
+            if not isinstance(data, dict) or data.get(group) is None:
+                raise EngineError(
+                    "enqueue_error",
+                    f"FIFO queue '{queue}' needs the message group field '{group}'"
+                    " in the payload",
+                )
+        message_id = str(uuid.uuid4())
+        await self._record(
+            "queue.enqueue",
+            queue,
+            message_id,
+            {"function_id": function_id, "data": data},
+        )
+        return message_id
+
+    # -- delivery ----------------------------------------------------------------------
+
+    async def _run(self, queue: str) -> None:
+        config = self.configs[queue]
+        inflight = self.inflight[queue]
+        while True:
+            wake = self._wake[queue]
+            wake.clear()
+            now = int(time.time() * 1000)
+            pending = self.state.pending.get(queue, {})
+            if config.type == "fifo":
+                slots = 0 if inflight else 1
+            else:
+                slots = config.concurrency - len(inflight)
+            next_due: int | None = None
+            for message in list(pending.values()):
+                if slots <= 0:
+                    break
+                if message.id in inflight:
+                    continue
+                if message.next_at > now:
+                    next_due = min(next_due or message.next_at, message.next_at)
+                    if config.type == "fifo":
+                        break  # strictly in order
+                    continue
+                inflight.add(message.id)
+                slots -= 1
+                self.engine.spawn(
+                    self._deliver(config, message),
+                    name=f"queue:{queue}:{message.id[:8]}",
+                )
+            timeout = config.poll_interval_ms / 1000
+            if next_due is not None:
+                timeout = min(timeout, max(0.0, (next_due - now) / 1000))
+            try:
+                await asyncio.wait_for(wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _deliver(self, config: QueueConfig, message: Message) -> None:
+        queue = message.queue
+        trace_id = hashlib.sha256(f"queue:{message.id}".encode()).hexdigest()[:32]
+        self.engine.deliveries[trace_id] = 0
+        error = None
+        try:
+            async with asyncio.timeout(config.delivery_timeout_ms / 1000):
+                await self.engine.invoke(
+                    message.function_id,
+                    message.data,
+                    CallContext(
+                        function_id=message.function_id,
+                        traceparent=f"00-{trace_id}-{secrets.token_hex(8)}-01",
+                    ),
+                )
+        except EngineError as e:
+            error = f"{e.code}: {e.message}"
+        except TimeoutError:
+            error = f"timeout: no answer within {config.delivery_timeout_ms} ms"
+        finally:
+            self.engine.deliveries.pop(trace_id, None)
+        try:
+            if error is None:
+                await self._record("queue.ack", queue, message.id, {})
+                return
+            attempts = message.attempts + 1
+            log.warning(
+                "queue %s: message %s attempt %d failed: %s",
+                queue,
+                message.id,
+                attempts,
+                error,
+            )
+            if attempts >= config.max_retries:
+                await self._record(
+                    "queue.dead",
+                    queue,
+                    message.id,
+                    {"attempts": attempts, "error": error},
+                )
+            else:
+                delay = config.backoff_ms * 2 ** (attempts - 1)
+                await self._record(
+                    "queue.retry",
+                    queue,
+                    message.id,
+                    {
+                        "attempts": attempts,
+                        "error": error,
+                        "next_at": int(time.time() * 1000) + delay,
+                    },
+                )
+        finally:
+            self.inflight[queue].discard(message.id)
+            self._wake[queue].set()
+
+    # -- functions ---------------------------------------------------------------------
+
+    @staticmethod
+    def _arg(data: Any, name: str) -> str:
+        value = data.get(name) if isinstance(data, dict) else None
+        if not isinstance(value, str) or not value:
+            raise EngineError("INVALID_ARGUMENTS", f"`{name}` is required")
+        return value
+
+    async def fn_enqueue(self, data: Any, ctx: CallContext) -> Any:
+        queue = self._arg(data, "queue")
+        function_id = self._arg(data, "function_id")
+        return {
+            "messageReceiptId": await self.enqueue(queue, function_id, data.get("data"))
+        }
+
+    async def fn_redrive(self, data: Any, ctx: CallContext) -> Any:
+        queue = self._arg(data, "queue")
+        self._config(queue)
+        dead = list(self.state.dead.get(queue, {}))
+        for message_id in dead:
+            await self._record("queue.redrive", queue, message_id, {})
+        return {"queue": queue, "redriven": len(dead)}
+
+    async def _one_dead(self, data: Any) -> tuple[str, str]:
+        queue, message_id = self._arg(data, "queue"), self._arg(data, "message_id")
+        if message_id not in self.state.dead.get(queue, {}):
+            raise EngineError(
+                "NOT_FOUND", f"no dead-lettered message {message_id} in '{queue}'"
+            )
+        return queue, message_id
+
+    async def fn_redrive_message(self, data: Any, ctx: CallContext) -> Any:
+        queue, message_id = await self._one_dead(data)
+        await self._record("queue.redrive", queue, message_id, {})
+        return {"queue": queue, "message_id": message_id, "redriven": True}
+
+    async def fn_discard_message(self, data: Any, ctx: CallContext) -> Any:
+        queue, message_id = await self._one_dead(data)
+        await self._record("queue.discard", queue, message_id, {})
+        return {"queue": queue, "message_id": message_id, "discarded": True}
+
+    async def fn_dlq_messages(self, data: Any, ctx: CallContext) -> Any:
+        queue = self._arg(data, "queue")
+        self._config(queue)
+        return {
+            "queue": queue,
+            "messages": [m.view() for m in self.state.dead.get(queue, {}).values()],
+        }
+
+    def _stats(self, queue: str) -> dict[str, Any]:
+        return {
+            "queue": queue,
+            "type": self.configs[queue].type,
+            "pending": len(self.state.pending.get(queue, {})),
+            "inflight": len(self.inflight[queue]),
+            "dead": len(self.state.dead.get(queue, {})),
+        }
+
+    async def fn_list(self, data: Any, ctx: CallContext) -> Any:
+        return {"topics": [self._stats(q) for q in sorted(self.configs)]}
+
+    async def fn_stats(self, data: Any, ctx: CallContext) -> Any:
+        queue = self._arg(data, "queue")
+        self._config(queue)
+        return self._stats(queue)
