@@ -21,6 +21,7 @@ from engine.config import EngineConfig
 from engine.core import Engine
 from engine.cron import CronModule
 from engine.durable import DurableTriggers
+from engine.logs import LogSink
 from engine.pubsub import Availability, PubSubModule
 from engine.queues import QueueModule
 from engine.state import StateModule
@@ -86,7 +87,9 @@ class Server:
         if cfg.cron:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
-            make_worker_app(engine), cfg.worker_host, cfg.worker_port
+            make_worker_app(engine, LogSink(engine, keep=cfg.logs_keep)),
+            cfg.worker_host,
+            cfg.worker_port,
         )
         if cfg.http is not None:
             http = HttpModule(engine, cfg.http, runner)

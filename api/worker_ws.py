@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 
 from engine.core import CallContext, Engine, FunctionEntry, TriggerBinding, now_ms
 from engine.errors import EngineError
+from engine.logs import LogSink
 from engine.remote_triggers import WorkerTriggerTypes
 
 from .protocol import (
@@ -53,8 +54,10 @@ class WorkerConnection:
         ws: web.WebSocketResponse,
         ip: str | None,
         trigger_types: WorkerTriggerTypes,
+        logs: LogSink,
     ) -> None:
         self.engine = engine
+        self.logs = logs
         self.trigger_types = trigger_types
         self.ws = ws
         self.ip = ip
@@ -123,7 +126,8 @@ class WorkerConnection:
 
     async def _on_frame(self, frame: str | bytes) -> None:
         if isinstance(frame, bytes) and frame[:4] in (b"OTLP", b"LOGS", b"MTRC"):
-            return  # telemetry sent on the main socket: accepted and dropped
+            self.logs.frame(frame, self.id)  # telemetry may come on the main socket
+            return
         try:
             msg = parse_frame(frame)
         except ProtocolError as e:
@@ -281,24 +285,29 @@ async def worker_handler(request: web.Request) -> web.WebSocketResponse:
     engine: Engine = request.app["engine"]
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
     await ws.prepare(request)
-    conn = WorkerConnection(engine, ws, request.remote, request.app["trigger_types"])
+    conn = WorkerConnection(
+        engine, ws, request.remote, request.app["trigger_types"], request.app["logs"]
+    )
     await conn.serve()
     return ws
 
 
 async def otel_handler(request: web.Request) -> web.WebSocketResponse:
-    """Telemetry socket: accepted and drained (log ingestion comes later)."""
+    """Telemetry socket: ``LOGS`` and ``OTLP`` frames feed the log sink."""
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
     await ws.prepare(request)
-    async for _ in ws:
-        pass
+    logs: LogSink = request.app["logs"]
+    async for msg in ws:
+        if msg.type == WSMsgType.BINARY:
+            logs.frame(msg.data, None)
     return ws
 
 
-def make_worker_app(engine: Engine) -> web.Application:
+def make_worker_app(engine: Engine, logs: LogSink) -> web.Application:
     app = web.Application()
     app["engine"] = engine
     app["trigger_types"] = WorkerTriggerTypes(engine)
+    app["logs"] = logs
     app.router.add_get("/otel", otel_handler)
     app.router.add_get("/{tail:.*}", worker_handler)
     return app

@@ -85,6 +85,7 @@ class EngineConfig:
     stream: StreamConfig | None = field(default_factory=StreamConfig)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     cron: bool = True
+    logs_keep: int = 1000
     pubsub: bool = True
     queues: dict[str, QueueConfig] | None = field(default_factory=dict)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
@@ -203,6 +204,8 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
             if cfg.state_max_value_bytes is not None and cfg.state_max_value_bytes < 1:
                 raise ConfigError("iii-state: max_value_bytes must be >= 1")
             cfg.state_triggers_enabled = bool(conf.get("triggers_enabled", True))
+        elif name == "iii-observability":
+            cfg.logs_keep = _positive(conf, "logs_max", 1000)
         elif name in ("iii-cron", "cron"):
             cfg.cron = True
         elif name in ("iii-pubsub", "pubsub"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -112,6 +113,8 @@ class Engine:
     # (event, worker id) callbacks: worker_connected / worker_disconnected /
     # worker_metadata_updated / functions_changed
     listeners: list[Callable[[str, str | None], None]] = field(default_factory=list)
+    # (trace id, function id) of every call delivered to a worker (logs)
+    trace_listeners: list[Callable[[str, str], None]] = field(default_factory=list)
     # trace id of a trigger delivery in progress -> writes it has made so far
     deliveries: dict[str, int] = field(default_factory=dict)
     _pending: dict[str, _Pending] = field(default_factory=dict)
@@ -198,8 +201,14 @@ class Engine:
         }
         if ctx.metadata is not None:
             message["metadata"] = ctx.metadata
-        if ctx.traceparent:
-            message["traceparent"] = ctx.traceparent
+        # Every delivered call carries trace context (a fresh trace when the
+        # caller had none), so what the handler logs can be tied to it.
+        traceparent = ctx.traceparent
+        if not traceparent or len(traceparent) < 55:
+            traceparent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+        message["traceparent"] = traceparent
+        for listener in self.trace_listeners:
+            listener(traceparent[3:35], function_id)
         if ctx.baggage:
             message["baggage"] = ctx.baggage
         try:
