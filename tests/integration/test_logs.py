@@ -55,11 +55,8 @@ def test_sdk_logger_lines_reach_the_engine(engine: EngineProcess, client: Any) -
         assert call(client, "logs::create", {"title": "milk"}) == {"ok": True}
 
         def mine() -> list[dict[str, Any]]:
-            return call(
-                client,
-                "engine::logs::list",  # type: ignore[no-any-return]
-                {"function_id": "logs::create"},
-            )["logs"]
+            found = call(client, "engine::logs::list", {"function_id": "logs::create"})
+            return list(found["logs"])
 
         wait_until(lambda: len(mine()) >= 2, timeout=20, message="two log lines")
         info, warn = mine()[:2]
