@@ -114,6 +114,14 @@ class WorkerConnection:
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
 
+    async def reject(self, message: dict[str, Any]) -> None:
+        """``registrationrejected``: say why, then close (the SDK stops there)."""
+        log.warning("worker %s rejected: %s", self.id, message.get("code"))
+        if not self.ws.closed:
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await self.ws.send_str(encode(message))
+        await self.close()
+
     async def close(self) -> None:
         """Run the §1.7 cleanup once, as soon as the socket is done."""
         if self.closed:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from .core import CallContext, Engine, FunctionEntry
+from .core import CallContext, Engine, FunctionEntry, Peer, TriggerBinding
 from .errors import EngineError
 
 
@@ -22,6 +23,46 @@ def _visible(entry: FunctionEntry, include_internal: bool) -> bool:
     return not entry.internal
 
 
+def _holder(engine: Engine, peer: Peer, namespace: str, name: str) -> Peer | None:
+    """Another live connection that already goes by (namespace, name)."""
+    for other in engine.workers.values():
+        if other is peer or getattr(other, "closed", False):
+            continue
+        other_ns = other.metadata.get("namespace") or "default"
+        if other.name == name and other_ns == namespace:
+            return other
+    return None
+
+
+def _summary(entry: FunctionEntry) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "function_id": entry.id,
+        "namespace": "default",
+        "worker_name": entry.owner.name
+        if entry.owner and entry.owner.name
+        else entry.id.split("::", 1)[0],
+    }
+    if entry.description:
+        item["description"] = entry.description
+    if entry.metadata is not None:
+        item["metadata"] = entry.metadata
+    return item
+
+
+def _detail(engine: Engine, entry: FunctionEntry) -> dict[str, Any]:
+    item = _summary(entry)
+    if entry.request_format is not None:
+        item["request_schema"] = entry.request_format
+    if entry.response_format is not None:
+        item["response_schema"] = entry.response_format
+    item["registered_triggers"] = [
+        {"id": b.id, "trigger_type": b.trigger_type, "config": b.config}
+        for b in engine.triggers.values()
+        if b.function_id == entry.id
+    ]
+    return item
+
+
 def install(engine: Engine) -> None:
     async def register_worker(data: Any, ctx: CallContext) -> Any:
         if not isinstance(data, dict):
@@ -35,8 +76,25 @@ def install(engine: Engine) -> None:
             peer = engine.workers.get(caller_id) if isinstance(caller_id, str) else None
         if peer is None:
             return {"success": False}
-        peer.metadata = {k: v for k, v in data.items() if k != "_caller_worker_id"}
         name = data.get("name")
+        ns = namespace if isinstance(namespace, str) else "default"
+        if isinstance(name, str) and name:
+            other = _holder(engine, peer, ns, name)
+            if other is not None and data.get("runtime") != "node":
+                # One live worker per (namespace, name). Node clients do not
+                # understand the rejection (they would reconnect forever): there
+                # the newcomer simply takes the name over.
+                await peer.reject(
+                    {
+                        "type": "registrationrejected",
+                        "code": "WORKER_NAMESPACE_CONFLICT",
+                        "namespace": ns,
+                        "worker_name": name,
+                        "owner_worker_id": other.id,
+                    }
+                )
+                return {"success": False}
+        peer.metadata = {k: v for k, v in data.items() if k != "_caller_worker_id"}
         peer.name = name if isinstance(name, str) else None
         engine.notify("worker_metadata_updated", peer.id)
         return {"success": True}
@@ -137,6 +195,137 @@ def install(engine: Engine) -> None:
             )
         return {"registered_triggers": out}
 
+    async def function_info(data: Any, ctx: CallContext) -> Any:
+        opts = data if isinstance(data, dict) else {}
+        one, many = opts.get("function_id"), opts.get("function_ids")
+        if (one is None) == (many is None):
+            raise EngineError(
+                "INVALID_ARGUMENTS", "pass exactly one of function_id or function_ids"
+            )
+        if one is not None:
+            entry = engine.functions.get(one) if isinstance(one, str) else None
+            if entry is None:
+                raise EngineError("NOT_FOUND", f"Function {one} not found")
+            return _detail(engine, entry)
+        if not isinstance(many, list) or len(many) > 32:
+            raise EngineError(
+                "INVALID_ARGUMENTS", "function_ids must be a list of at most 32 ids"
+            )
+        out: list[dict[str, Any]] = []
+        for fid in many:
+            entry = engine.functions.get(fid) if isinstance(fid, str) else None
+            out.append(
+                _detail(engine, entry)
+                if entry
+                else {"function_id": fid, "error": "not_found"}
+            )
+        return {"functions": out}
+
+    async def worker_info(data: Any, ctx: CallContext) -> Any:
+        name = data.get("name") if isinstance(data, dict) else None
+        if not isinstance(name, str):
+            raise EngineError("INVALID_ARGUMENTS", "`name` is required")
+        summaries = (await list_workers({}, ctx))["workers"]
+        worker = next((w for w in summaries if w["name"] == name), None)
+        if worker is None:
+            raise EngineError("NOT_FOUND", f"Worker {name} not found")
+        peer = engine.workers[worker["id"]]
+        return {
+            "worker": {**worker, "internal": False, "latest_metrics": None},
+            "functions": [
+                _summary(f) for f in engine.functions.values() if f.owner is peer
+            ],
+            "trigger_types": [
+                {"id": t, "description": d}
+                for t, d in engine.trigger_type_info.items()
+                if getattr(engine.providers.get(t), "peer", None) is peer
+            ],
+            "registered_triggers": [
+                {
+                    "id": b.id,
+                    "trigger_type": b.trigger_type,
+                    "function_id": b.function_id,
+                    "config": b.config,
+                }
+                for b in engine.triggers.values()
+                if b.owner is peer
+            ],
+        }
+
+    async def registered_trigger_info(data: Any, ctx: CallContext) -> Any:
+        tid = data.get("id") if isinstance(data, dict) else None
+        binding = engine.triggers.get(tid) if isinstance(tid, str) else None
+        if binding is None:
+            raise EngineError("NOT_FOUND", f"Trigger {tid} not found")
+        entry = engine.functions.get(binding.function_id)
+        out: dict[str, Any] = {
+            "id": binding.id,
+            "trigger_type": binding.trigger_type,
+            "function_id": binding.function_id,
+            "worker_name": binding.owner.name if binding.owner else None,
+            "config": binding.config,
+            "trigger": {
+                "id": binding.trigger_type,
+                "namespace": "default",
+                "description": engine.trigger_type_info[binding.trigger_type],
+            }
+            if binding.trigger_type in engine.trigger_type_info
+            else None,
+            "function": _detail(engine, entry) if entry else None,
+        }
+        if binding.metadata is not None:
+            out["metadata"] = binding.metadata
+        return out
+
+    async def trigger_type_info(data: Any, ctx: CallContext) -> Any:
+        tid = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(tid, str) or tid not in engine.trigger_type_info:
+            raise EngineError("NOT_FOUND", f"Trigger type {tid} not found")
+        provider = engine.providers.get(tid)
+        peer = getattr(provider, "peer", None)
+        return {
+            "id": tid,
+            "namespace": "default",
+            "worker_name": peer.name if peer else "iiilog",
+            "description": engine.trigger_type_info[tid],
+            "instance_count": sum(
+                1 for b in engine.triggers.values() if b.trigger_type == tid
+            ),
+        }
+
+    async def register_trigger(data: Any, ctx: CallContext) -> Any:
+        """A binding owned by no connection: it outlives the caller."""
+        opts = data if isinstance(data, dict) else {}
+        trigger_type, function_id = opts.get("trigger_type"), opts.get("function_id")
+        if not isinstance(trigger_type, str) or not isinstance(function_id, str):
+            raise EngineError(
+                "INVALID_ARGUMENTS", "trigger_type and function_id are required"
+            )
+        binding = TriggerBinding(
+            id=str(uuid.uuid4()),
+            trigger_type=trigger_type,
+            function_id=function_id,
+            config=opts.get("config"),
+            metadata=opts.get("metadata"),
+            owner=None,
+        )
+        await engine.register_trigger(binding)
+        return {"id": binding.id}
+
+    async def unregister_trigger(data: Any, ctx: CallContext) -> Any:
+        tid = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(tid, str):
+            raise EngineError("INVALID_ARGUMENTS", "`id` is required")
+        existed = tid in engine.triggers
+        await engine.unregister_trigger(tid, None)
+        return {"removed": existed}
+
+    engine.add_builtin("engine::functions::info", function_info)
+    engine.add_builtin("engine::workers::info", worker_info)
+    engine.add_builtin("engine::registered-triggers::info", registered_trigger_info)
+    engine.add_builtin("engine::triggers::info", trigger_type_info)
+    engine.add_builtin("engine::register_trigger", register_trigger)
+    engine.add_builtin("engine::unregister_trigger", unregister_trigger)
     engine.add_builtin("engine::workers::register", register_worker)
     engine.add_builtin("engine::functions::list", list_functions)
     engine.add_builtin("engine::workers::list", list_workers)

@@ -36,6 +36,9 @@ class Peer(Protocol):
 
     async def send(self, message: dict[str, Any]) -> None: ...
 
+    async def reject(self, message: dict[str, Any]) -> None:
+        """Send a last message and close the connection."""
+
 
 @dataclass(slots=True)
 class CallContext:

@@ -384,3 +384,109 @@ async def test_many_pipelined_calls_to_itself_do_not_deadlock(
             elif frame["type"] == "invocationresult":
                 results[frame["invocation_id"]] = frame["result"]
     assert results == {f"self-{i}": i for i in range(n)}
+
+
+async def _register(w: RawWorker, name: str, runtime: str = "python") -> None:
+    await w.send(
+        {
+            "type": "invokefunction",
+            "function_id": "engine::workers::register",
+            "action": {"type": "void"},
+            "data": {
+                "runtime": runtime,
+                "version": "0",
+                "name": name,
+                "pid": 1,
+                "namespace": None,
+            },
+        }
+    )
+
+
+async def test_worker_name_conflict(
+    engine: EngineProcess, session: aiohttp.ClientSession
+) -> None:
+    async with (
+        session.ws_connect(engine.worker_url) as a_ws,
+        session.ws_connect(engine.worker_url) as b_ws,
+        session.ws_connect(engine.worker_url) as c_ws,
+    ):
+        a, b, c = RawWorker(a_ws), RawWorker(b_ws), RawWorker(c_ws)
+        hello_a = await a.recv_type("workerregistered")
+        for w in (b, c):
+            await w.recv_type("workerregistered")
+        await _register(a, "dup-name")
+        await a.alive()
+        await _register(b, "dup-name")
+        rejected = await b.recv_type("registrationrejected")
+        assert rejected == {
+            "type": "registrationrejected",
+            "code": "WORKER_NAMESPACE_CONFLICT",
+            "namespace": "default",
+            "worker_name": "dup-name",
+            "owner_worker_id": hello_a["worker_id"],
+        }
+        msg = await b_ws.receive(5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        await _register(c, "dup-name", runtime="node")  # Node: newcomer wins
+        await c.alive()
+        await a.alive()
+
+
+async def test_function_trigger_and_worker_info(worker: RawWorker) -> None:
+    await worker.send(
+        {
+            "type": "registerfunction",
+            "id": "wire::info",
+            "description": "about",
+            "request_format": {"type": "object"},
+        }
+    )
+    await worker.send(
+        {
+            "type": "registertrigger",
+            "id": "info-t",
+            "trigger_type": "state",
+            "function_id": "wire::info",
+            "config": {"scope": "info"},
+        }
+    )
+    await _register(worker, "info-worker")
+    await worker.alive()
+    detail = (
+        await worker.call("engine::functions::info", {"function_id": "wire::info"})
+    )["result"]
+    assert detail["description"] == "about"
+    assert detail["request_schema"] == {"type": "object"}
+    assert detail["registered_triggers"] == [
+        {"id": "info-t", "trigger_type": "state", "config": {"scope": "info"}}
+    ]
+    many = (
+        await worker.call(
+            "engine::functions::info", {"function_ids": ["wire::info", "nope"]}
+        )
+    )["result"]
+    assert many["functions"][1] == {"function_id": "nope", "error": "not_found"}
+    bad = await worker.call("engine::functions::info", {})
+    assert bad["error"]["code"] == "INVALID_ARGUMENTS"
+    info = (await worker.call("engine::registered-triggers::info", {"id": "info-t"}))[
+        "result"
+    ]
+    assert info["function"]["function_id"] == "wire::info"
+    assert info["trigger"]["id"] == "state"
+    me = await worker.call("engine::workers::info", {"name": "info-worker"})
+    assert [f["function_id"] for f in me["result"]["functions"]] == ["wire::info"]
+    missing = await worker.call("engine::workers::info", {"name": "nobody"})
+    assert missing["error"]["code"] == "NOT_FOUND"
+    durable = (
+        await worker.call(
+            "engine::register_trigger",
+            {
+                "trigger_type": "state",
+                "function_id": "wire::info",
+                "config": {"scope": "info-2"},
+            },
+        )
+    )["result"]
+    removed = await worker.call("engine::unregister_trigger", {"id": durable["id"]})
+    assert removed["result"] == {"removed": True}
