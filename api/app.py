@@ -17,6 +17,7 @@ from aiohttp import web
 
 from engine import builtins
 from engine.admin import install_admin
+from engine.channels import ChannelRegistry
 from engine.config import EngineConfig
 from engine.core import Engine
 from engine.cron import CronModule
@@ -78,6 +79,7 @@ class Server:
             max_value_bytes=cfg.state_max_value_bytes,
             triggers_enabled=cfg.state_triggers_enabled,
         )
+        channels = ChannelRegistry(engine)
         streams = StreamModule(engine, durable)
         if cfg.pubsub:
             PubSubModule(engine)
@@ -87,12 +89,12 @@ class Server:
         if cfg.cron:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
-            make_worker_app(engine, LogSink(engine, keep=cfg.logs_keep)),
+            make_worker_app(engine, LogSink(engine, keep=cfg.logs_keep), channels),
             cfg.worker_host,
             cfg.worker_port,
         )
         if cfg.http is not None:
-            http = HttpModule(engine, cfg.http, runner)
+            http = HttpModule(engine, cfg.http, runner, channels)
             self.ports["http"] = await self._listen(
                 http.make_app(), cfg.http.host, cfg.http.port
             )

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.channels import Channel, ChannelRegistry, as_bytes
 from engine.core import CallContext, Engine, TriggerBinding
 from engine.errors import EngineError
 from engine.http_routes import (
@@ -31,6 +32,8 @@ from projections.runner import ProjectionRunner
 
 log = logging.getLogger("iiilog.http")
 MAX_BODY_BYTES = 64 * 1024 * 1024
+BODY_CHUNK = 64 * 1024
+NULL_GRACE_S = 0.25  # a `null` result waits this long for a response writer
 ADMIN_PREFIX = "/_iiilog"  # iiilog's own read-only routes; never routed to workers
 
 
@@ -44,6 +47,25 @@ class HttpConfig:
     middleware: list[dict[str, Any]] = field(default_factory=list)
     body_fields_at_top_level: bool = True
     plain_results: bool = True
+
+
+def _control(text: Any, headers: dict[str, str], status: int) -> int:
+    """A text frame before the first body chunk: set_status / set_headers."""
+    try:
+        msg = loads(text)
+    except ValueError:
+        return status
+    if not isinstance(msg, dict):
+        return status
+    if msg.get("type") == "set_status":
+        code = msg.get("status_code")
+        if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
+            return code
+    elif msg.get("type") == "set_headers" and isinstance(msg.get("headers"), dict):
+        for name, value in msg["headers"].items():
+            if isinstance(value, str):
+                headers[name] = value
+    return status
 
 
 def _json_response(
@@ -61,8 +83,10 @@ class HttpModule:
         engine: Engine,
         config: HttpConfig,
         projections: ProjectionRunner | None = None,
+        channels: ChannelRegistry | None = None,
     ) -> None:
         self.engine = engine
+        self.channels = channels or ChannelRegistry(engine)
         self.projections = projections
         self.config = config
         self.routes = RouteTable()
@@ -145,16 +169,55 @@ class HttpModule:
             if path_exists:
                 return web.Response(status=405)
             return _json_response(404, error_envelope("NOT_FOUND", "Not Found"))
-        timeout = self.config.default_timeout / 1000
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.default_timeout / 1000
+        request_body = self.channels.create()
+        response_body = self.channels.create()
+        pump: asyncio.Task[Any] | None = None
+        handler: asyncio.Task[Any] | None = None
         try:
-            async with asyncio.timeout(timeout):
-                return await self._run(request, route, params)
+            # The timeout covers deciding the response head; a streamed body
+            # may outlive it.
+            async with asyncio.timeout_at(deadline):
+                decided = await self._decide(
+                    request, route, params, request_body, response_body
+                )
+            if isinstance(decided, web.StreamResponse):
+                return decided
+            pump, handler, status, headers, first = decided
+            return await self._stream(request, response_body, status, headers, first)
         except TimeoutError:
             return web.Response(status=504)
+        finally:
+            self.channels.drop(request_body)
+            self.channels.drop(response_body)
+            for task in (pump,):
+                if task is not None:
+                    task.cancel()
+            del handler
 
-    async def _run(
-        self, request: web.Request, route: Route, params: dict[str, str]
-    ) -> web.StreamResponse:
+    async def _pump(
+        self, channel: Channel, request: web.Request, raw: bytes | None
+    ) -> None:
+        """Fill the request-body channel (≤ 64 KiB chunks), then close it."""
+        if raw is not None:
+            for start in range(0, len(raw), BODY_CHUNK):
+                await channel.put("binary", raw[start : start + BODY_CHUNK])
+        else:
+            async for chunk in request.content.iter_chunked(BODY_CHUNK):
+                await channel.put("binary", chunk)
+        await channel.end()
+
+    async def _decide(
+        self,
+        request: web.Request,
+        route: Route,
+        params: dict[str, str],
+        request_body: Channel,
+        response_body: Channel,
+    ) -> web.StreamResponse | tuple[Any, Any, int, dict[str, str], bytes | None]:
+        """Everything up to the response head: a whole response, or what a
+        streamed one starts with (pump, handler, status, headers, first chunk)."""
         headers = {k.lower(): v for k, v in request.headers.items()}
         query = dict(request.query.items())
         meta = {
@@ -170,6 +233,7 @@ class HttpModule:
             if early is not None:
                 return early
         body: Any = None
+        raw: bytes | None = None
         if "application/json" in request.headers.get("content-type", ""):
             raw = await request.read()
             if raw.strip():
@@ -182,6 +246,9 @@ class HttpModule:
                             "INVALID_JSON", f"Request body is not valid JSON: {e}"
                         ),
                     )
+        pump = asyncio.get_running_loop().create_task(
+            self._pump(request_body, request, raw), name="http-body-pump"
+        )
         payload: dict[str, Any] = {
             "query_params": query,
             "path_params": params,
@@ -225,14 +292,56 @@ class HttpModule:
             early = await self._middleware(mw_id, meta)
             if early is not None:
                 return early
-        try:
-            result = await self.engine.invoke(
-                route.function_id,
-                payload,
-                CallContext(function_id=route.function_id),
+        payload["request_body"] = request_body.ref("read")
+        payload["response"] = response_body.ref("write")
+        handler = asyncio.get_running_loop().create_task(
+            self.engine.invoke(
+                route.function_id, payload, CallContext(function_id=route.function_id)
             )
-        except EngineError as e:
-            return self._error(e, route)
+        )
+        status, out_headers = 200, dict[str, str]()
+        getter: asyncio.Task[Any] | None = None
+        try:
+            while True:
+                if getter is None:
+                    getter = asyncio.ensure_future(response_body.items.get())
+                waiting: set[asyncio.Future[Any]] = {getter}
+                if not handler.done():
+                    waiting.add(handler)
+                done, _ = await asyncio.wait(
+                    waiting, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter in done:
+                    item, getter = getter.result(), None
+                    if item is None:  # the writer closed without a body chunk
+                        return pump, handler, status, out_headers, None
+                    kind, data = item
+                    if kind == "binary":
+                        return pump, handler, status, out_headers, as_bytes(data)
+                    status = _control(data, out_headers, status)
+                    continue
+                if handler in done:
+                    if handler.exception() is not None:
+                        error = handler.exception()
+                        if isinstance(error, EngineError):
+                            return self._error(error, route)
+                        raise error  # type: ignore[misc]
+                    result = handler.result()
+                    if result is not None:
+                        return self._buffered(result)
+                    # null: a streamed body follows, unless no writer ever came.
+                    if not response_body.writer_taken:
+                        try:
+                            await asyncio.wait_for(
+                                response_body.attached.wait(), NULL_GRACE_S
+                            )
+                        except TimeoutError:
+                            return self._buffered(None)
+        finally:
+            if getter is not None:
+                getter.cancel()
+
+    def _buffered(self, result: Any) -> web.Response:
         status, out_headers, out_body = shape_response(
             result, plain_results=self.config.plain_results
         )
@@ -241,6 +350,31 @@ class HttpModule:
             if name.lower() in ("content-length", "transfer-encoding"):
                 continue
             response.headers[name] = value
+        return response
+
+    async def _stream(
+        self,
+        request: web.Request,
+        channel: Channel,
+        status: int,
+        headers: dict[str, str],
+        first: bytes | None,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=status)
+        for name, value in headers.items():
+            if name.lower() not in ("content-length", "transfer-encoding"):
+                response.headers[name] = value
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if first is not None:
+            await response.write(first)
+            while True:
+                item = await channel.items.get()
+                if item is None:
+                    break
+                if item[0] == "binary":
+                    await response.write(as_bytes(item[1]))
+        await response.write_eof()
         return response
 
     async def _middleware(

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from engine.channels import ChannelRegistry, as_bytes
 from engine.core import CallContext, Engine, FunctionEntry, TriggerBinding, now_ms
 from engine.errors import EngineError
 from engine.logs import LogSink
@@ -311,11 +312,60 @@ async def otel_handler(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def make_worker_app(engine: Engine, logs: LogSink) -> web.Application:
+CHANNEL_FRAME_MAX = 64 * 1024  # SDK channel sockets drop frames over 1 MiB
+
+
+async def channel_handler(request: web.Request) -> web.StreamResponse:
+    """``/ws/channels/{id}?key=...&dir=read|write``: one end of a channel."""
+    registry: ChannelRegistry = request.app["channels"]
+    direction = request.query.get("dir", "")
+    channel = registry.claim(
+        request.match_info["channel_id"], request.query.get("key", ""), direction
+    )
+    if channel is None:
+        raise web.HTTPNotFound(text="no such channel end")
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES)
+    await ws.prepare(request)
+    if direction == "write":
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await channel.put("text", msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await channel.put("binary", msg.data)
+        finally:
+            await channel.end()
+            registry.done(channel, "write")
+        return ws
+    try:
+        while True:
+            item = await channel.items.get()
+            if item is None:
+                break
+            kind, data = item
+            if kind == "text":
+                await ws.send_str(str(data))
+            else:
+                raw = as_bytes(data)
+                for start in range(0, max(len(raw), 1), CHANNEL_FRAME_MAX):
+                    await ws.send_bytes(raw[start : start + CHANNEL_FRAME_MAX])
+        await ws.close()
+    except (ConnectionResetError, RuntimeError) as e:
+        log.debug("channel reader %s went away: %s", channel.id, e)
+    finally:
+        registry.done(channel, "read")
+    return ws
+
+
+def make_worker_app(
+    engine: Engine, logs: LogSink, channels: ChannelRegistry
+) -> web.Application:
     app = web.Application()
     app["engine"] = engine
     app["trigger_types"] = WorkerTriggerTypes(engine)
     app["logs"] = logs
+    app["channels"] = channels
     app.router.add_get("/otel", otel_handler)
+    app.router.add_get("/ws/channels/{channel_id}", channel_handler)
     app.router.add_get("/{tail:.*}", worker_handler)
     return app

@@ -21,7 +21,12 @@ CALLS: list[str] = []
 def routes(worker: Any) -> None:
     def echo(req: dict[str, Any]) -> dict[str, Any]:
         CALLS.append("handler")
-        return {"status_code": 200, "body": req}
+        # The SDK turns the two channel refs into live reader/writer objects.
+        body = {k: v for k, v in req.items() if k not in ("request_body", "response")}
+        body["channels"] = [
+            type(req.get(k)).__name__ for k in ("request_body", "response")
+        ]
+        return {"status_code": 200, "body": body}
 
     def fail(req: dict[str, Any]) -> None:
         raise RuntimeError("boom")
@@ -121,6 +126,7 @@ def test_request_object(api: Http) -> None:
     assert req["method"] == "POST"
     assert req["body"] == {"qty": 3, "method": "spoof", "title": "milk"}
     assert req["trigger"] == {"type": "http", "path": "items/:id", "method": "POST"}
+    assert req["channels"] == ["ChannelReader", "ChannelWriter"]
     # iiilog extension: body fields at the top level; standard keys win.
     assert req["title"] == "milk" and req["qty"] == 3
 
