@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import web
@@ -96,7 +96,10 @@ class HttpModule:
     # -- trigger provider ----------------------------------------------------------
 
     async def register(self, binding: TriggerBinding) -> None:
-        route = parse_route(binding.id, binding.function_id, binding.config)
+        route = replace(
+            parse_route(binding.id, binding.function_id, binding.config),
+            namespace=binding.namespace,
+        )
         self.routes.add(route)
 
     async def unregister(self, binding: TriggerBinding) -> None:
@@ -271,7 +274,10 @@ class HttpModule:
                 verdict = await self.engine.invoke(
                     route.condition_function_id,
                     payload,
-                    CallContext(function_id=route.condition_function_id),
+                    CallContext(
+                        function_id=route.condition_function_id,
+                        namespace=route.namespace,
+                    ),
                 )
             except EngineError as e:
                 return self._error(e, route)
@@ -296,7 +302,9 @@ class HttpModule:
         payload["response"] = response_body.ref("write")
         handler = asyncio.get_running_loop().create_task(
             self.engine.invoke(
-                route.function_id, payload, CallContext(function_id=route.function_id)
+                route.function_id,
+                payload,
+                CallContext(function_id=route.function_id, namespace=route.namespace),
             )
         )
         status, out_headers = 200, dict[str, str]()

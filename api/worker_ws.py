@@ -194,6 +194,7 @@ class WorkerConnection:
             config=msg.config,
             metadata=msg.metadata,
             owner=self,
+            namespace=msg.namespace or self.metadata.get("namespace"),
         )
         try:
             await self.engine.register_trigger(binding)
@@ -233,8 +234,11 @@ class WorkerConnection:
             metadata=msg.metadata,
             traceparent=msg.traceparent,
             baggage=msg.baggage,
+            namespace=msg.namespace,
         )
         try:
+            if msg.namespace is not None and not msg.namespace.strip():
+                raise EngineError("INVALID_NAMESPACE", "namespace must not be blank")
             if action == "enqueue":
                 result = await self._enqueue(msg, ctx)
             else:

@@ -96,6 +96,7 @@ def install(engine: Engine) -> None:
                 return {"success": False}
         peer.metadata = {k: v for k, v in data.items() if k != "_caller_worker_id"}
         peer.name = name if isinstance(name, str) else None
+        engine.set_namespace(peer, ns)
         engine.notify("worker_metadata_updated", peer.id)
         return {"success": True}
 
@@ -106,7 +107,10 @@ def install(engine: Engine) -> None:
         prefix = opts.get("prefix")
         worker = opts.get("worker")
         out = []
-        for entry in sorted(engine.functions.values(), key=lambda e: e.id):
+        everything = [("default", e) for e in engine.functions.values()] + [
+            (ns, e) for ns, fns in engine.namespaced.items() for e in fns.values()
+        ]
+        for ns, entry in sorted(everything, key=lambda item: (item[1].id, item[0])):
             if not _visible(entry, include_internal):
                 continue
             if isinstance(prefix, str) and not entry.id.startswith(prefix):
@@ -118,7 +122,7 @@ def install(engine: Engine) -> None:
                 continue
             item: dict[str, Any] = {
                 "function_id": entry.id,
-                "namespace": "default",
+                "namespace": ns,
                 "worker_name": name,
             }
             if entry.description:

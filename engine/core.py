@@ -47,6 +47,7 @@ class CallContext:
     metadata: Any = None
     traceparent: str | None = None
     baggage: str | None = None
+    namespace: str | None = None  # where ``function_id`` resolves; None = default
 
     def origin(self) -> Origin:
         trace_id = None
@@ -86,6 +87,7 @@ class TriggerBinding:
     metadata: Any = None
     owner: Peer | None = None
     state: Any = None  # the provider's own bookkeeping for this binding
+    namespace: str | None = None  # where ``function_id`` resolves
 
 
 class TriggerProvider(Protocol):
@@ -113,6 +115,8 @@ class Engine:
     providers: dict[str, TriggerProvider] = field(default_factory=dict)
     trigger_type_info: dict[str, str] = field(default_factory=dict)
     workers: dict[str, Peer] = field(default_factory=dict)
+    # functions of workers in other namespaces than "default": ns -> id -> entry
+    namespaced: dict[str, dict[str, FunctionEntry]] = field(default_factory=dict)
     # (event, worker id) callbacks: worker_connected / worker_disconnected /
     # worker_metadata_updated / functions_changed
     listeners: list[Callable[[str, str | None], None]] = field(default_factory=list)
@@ -159,6 +163,12 @@ class Engine:
                 log.exception("engine listener failed on %s", event)
 
     def register_function(self, peer: Peer, entry: FunctionEntry) -> None:
+        namespace = peer.metadata.get("namespace") or DEFAULT_NS
+        if namespace != DEFAULT_NS:
+            entry.owner = peer
+            self.namespaced.setdefault(namespace, {})[entry.id] = entry
+            self.notify("functions_changed")
+            return
         current = self.functions.get(entry.id)
         if current is not None and current.owner is None:
             log.warning(
@@ -172,16 +182,53 @@ class Engine:
         self.notify("functions_changed")
 
     def unregister_function(self, peer: Peer, function_id: str) -> None:
-        current = self.functions.get(function_id)
-        if current is not None and current.owner is peer:
-            del self.functions[function_id]
-            self.notify("functions_changed")
+        for registry in (self.functions, *self.namespaced.values()):
+            current = registry.get(function_id)
+            if current is not None and current.owner is peer:
+                del registry[function_id]
+                self.notify("functions_changed")
+
+    def lookup(self, function_id: str, namespace: str | None) -> FunctionEntry:
+        """The function ``function_id`` as seen from ``namespace`` (§7).
+
+        Worker functions live in their worker's namespace; the engine's own
+        functions (state::*, engine::*, ...) are visible from every namespace.
+        """
+        if namespace and namespace != DEFAULT_NS:
+            entry = self.namespaced.get(namespace, {}).get(function_id)
+            if entry is None:
+                builtin = self.functions.get(function_id)
+                entry = (
+                    builtin if builtin is not None and builtin.owner is None else None
+                )
+        else:
+            entry = self.functions.get(function_id)
+        if entry is None:
+            elsewhere = sorted(
+                ns
+                for ns, fns in self.namespaced.items()
+                if function_id in fns and ns != namespace
+            )
+            if namespace not in (None, DEFAULT_NS) and function_id in self.functions:
+                elsewhere.insert(0, DEFAULT_NS)
+            raise FunctionNotFound(function_id, namespace or DEFAULT_NS, elsewhere)
+        return entry
+
+    def set_namespace(self, peer: Peer, namespace: str) -> None:
+        """A worker said which namespace it belongs to: move what it registered."""
+        if namespace == DEFAULT_NS:
+            return
+        target = self.namespaced.setdefault(namespace, {})
+        for fid in [f.id for f in self.functions.values() if f.owner is peer]:
+            target[fid] = self.functions.pop(fid)
+        for binding in self.triggers.values():
+            if binding.owner is peer and binding.namespace in (None, DEFAULT_NS):
+                binding.namespace = namespace
+        self.notify("functions_changed")
 
     async def invoke(self, function_id: str, data: Any, ctx: CallContext) -> Any:
         """Run a function wherever it lives; raises ``EngineError`` on failure."""
-        entry = self.functions.get(function_id)
-        if entry is None:
-            raise FunctionNotFound(function_id)
+        entry = self.lookup(function_id, ctx.namespace)
         if entry.handler is not None:
             return await entry.handler(data, ctx)
         assert entry.owner is not None
@@ -287,6 +334,7 @@ class Engine:
         condition: str | None = None,
         metadata: Any = None,
         traceparent: str | None = None,
+        namespace: str | None = None,
     ) -> bool:
         """Run a trigger's condition (if any), then its function.
 
@@ -298,7 +346,11 @@ class Engine:
                 verdict = await self.invoke(
                     condition,
                     payload,
-                    CallContext(function_id=condition, traceparent=traceparent),
+                    CallContext(
+                        function_id=condition,
+                        traceparent=traceparent,
+                        namespace=namespace,
+                    ),
                 )
             except EngineError as e:
                 log.error("condition %s failed, event skipped: %s", condition, e)
@@ -309,7 +361,10 @@ class Engine:
             function_id,
             payload,
             CallContext(
-                function_id=function_id, metadata=metadata, traceparent=traceparent
+                function_id=function_id,
+                metadata=metadata,
+                traceparent=traceparent,
+                namespace=namespace,
             ),
         )
         return True
@@ -333,8 +388,9 @@ class Engine:
 
     async def disconnect(self, peer: Peer) -> None:
         """Cleanup of spec/worker-protocol.md §1.7, ownership-checked."""
-        for function_id in [f.id for f in self.functions.values() if f.owner is peer]:
-            del self.functions[function_id]
+        for registry in (self.functions, *self.namespaced.values()):
+            for function_id in [f.id for f in registry.values() if f.owner is peer]:
+                del registry[function_id]
         for invocation_id in list(peer.inflight):
             pending = self._pending.get(invocation_id)
             if pending is not None and not pending.future.done():
@@ -346,6 +402,9 @@ class Engine:
             await self._deactivate(binding)
         self.workers.pop(peer.id, None)
         self.notify("worker_disconnected", peer.id)
+
+
+DEFAULT_NS = "default"
 
 
 def now_ms() -> int:

@@ -136,6 +136,7 @@ class CronModule:
                     payload,
                     condition=condition,
                     metadata=binding.metadata,
+                    namespace=binding.namespace,
                 )
             except EngineError as e:
                 log.warning(

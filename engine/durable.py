@@ -103,6 +103,11 @@ class Subscription:
         binding = next(reversed(self.bindings.values()), None)
         return binding.metadata if binding is not None else None
 
+    @property
+    def namespace(self) -> str | None:
+        binding = next(reversed(self.bindings.values()), None)
+        return binding.namespace if binding is not None else None
+
 
 class DurableTriggers:
     def __init__(self, engine: Engine, policy: RetryPolicy | None = None) -> None:
@@ -232,6 +237,7 @@ class DurableTriggers:
             payload,
             condition=sub.condition,
             metadata=sub.metadata,
+            namespace=sub.namespace,
             traceparent=f"00-{trace_id}-{secrets.token_hex(8)}-01",
         )
 

@@ -26,11 +26,16 @@ class EngineError(Exception):
 
 
 class FunctionNotFound(EngineError):
-    def __init__(self, function_id: str) -> None:
-        super().__init__(
-            "function_not_found",
-            f"Function {function_id} not found in namespace default.",
-        )
+    def __init__(
+        self,
+        function_id: str,
+        namespace: str = "default",
+        elsewhere: list[str] | None = None,
+    ) -> None:
+        message = f"Function {function_id} not found in namespace {namespace}."
+        if elsewhere:
+            message += f" It is registered in namespace(s): {', '.join(elsewhere)}."
+        super().__init__("function_not_found", message)
 
 
 class DeserializationError(EngineError):

@@ -39,6 +39,7 @@ class Route:
     segments: tuple[str, ...]
     condition_function_id: str | None = None
     middleware_function_ids: tuple[str, ...] = ()
+    namespace: str | None = None  # where the functions resolve
 
     @property
     def shape(self) -> tuple[str, ...]:

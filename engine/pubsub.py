@@ -49,7 +49,11 @@ class _Fanout:
             await self.engine.invoke(
                 binding.function_id,
                 payload,
-                CallContext(function_id=binding.function_id, metadata=binding.metadata),
+                CallContext(
+                    function_id=binding.function_id,
+                    metadata=binding.metadata,
+                    namespace=binding.namespace,
+                ),
             )
         except EngineError as e:
             log.warning(

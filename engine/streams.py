@@ -408,7 +408,9 @@ class StreamModule:
                     binding.function_id,
                     payload,
                     CallContext(
-                        function_id=binding.function_id, metadata=binding.metadata
+                        function_id=binding.function_id,
+                        metadata=binding.metadata,
+                        namespace=binding.namespace,
                     ),
                 )
             except EngineError as e:

@@ -490,3 +490,12 @@ async def test_function_trigger_and_worker_info(worker: RawWorker) -> None:
     )["result"]
     removed = await worker.call("engine::unregister_trigger", {"id": durable["id"]})
     assert removed["result"] == {"removed": True}
+
+
+async def test_blank_namespace_is_refused(worker: RawWorker) -> None:
+    reply = await worker.call("state::get", {"scope": "s", "key": "k"}, namespace="  ")
+    assert reply["error"]["code"] == "INVALID_NAMESPACE"
+    reply = await worker.call(
+        "state::get", {"scope": "s", "key": "k"}, namespace="elsewhere"
+    )
+    assert reply["result"] is None  # built-ins answer from every namespace
