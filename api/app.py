@@ -22,6 +22,7 @@ from engine.config import EngineConfig
 from engine.core import Engine
 from engine.cron import CronModule
 from engine.durable import DurableTriggers
+from engine.http_functions import HttpFunctions
 from engine.logs import LogSink
 from engine.pubsub import Availability, PubSubModule
 from engine.queues import QueueModule
@@ -48,6 +49,7 @@ class Server:
     _streams: StreamServer | None = None
     _durable: DurableTriggers | None = None
     projections: ProjectionRunner | None = None
+    _http_functions: HttpFunctions | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -80,6 +82,10 @@ class Server:
             triggers_enabled=cfg.state_triggers_enabled,
         )
         channels = ChannelRegistry(engine)
+        http_functions = (
+            HttpFunctions(engine, cfg.http_functions) if cfg.http_functions else None
+        )
+        self._http_functions = http_functions
         streams = StreamModule(engine, durable)
         if cfg.pubsub:
             PubSubModule(engine)
@@ -89,7 +95,9 @@ class Server:
         if cfg.cron:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
-            make_worker_app(engine, LogSink(engine, keep=cfg.logs_keep), channels),
+            make_worker_app(
+                engine, LogSink(engine, keep=cfg.logs_keep), channels, http_functions
+            ),
             cfg.worker_host,
             cfg.worker_port,
         )
@@ -131,6 +139,8 @@ class Server:
             await engine.stop()
             if self.projections is not None:
                 await self.projections.stop()
+            if self._http_functions is not None:
+                await self._http_functions.close()
             if self._durable is not None:
                 await self._durable.flush()  # cursors as far as handlers answered
             writer_task = self._writer_task

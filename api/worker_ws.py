@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 from engine.channels import ChannelRegistry, as_bytes
 from engine.core import CallContext, Engine, FunctionEntry, TriggerBinding, now_ms
 from engine.errors import EngineError
+from engine.http_functions import HttpFunctions
 from engine.logs import LogSink
 from engine.remote_triggers import WorkerTriggerTypes
 
@@ -56,8 +57,10 @@ class WorkerConnection:
         ip: str | None,
         trigger_types: WorkerTriggerTypes,
         logs: LogSink,
+        http_functions: HttpFunctions | None = None,
     ) -> None:
         self.engine = engine
+        self.http_functions = http_functions
         self.logs = logs
         self.trigger_types = trigger_types
         self.ws = ws
@@ -155,6 +158,17 @@ class WorkerConnection:
             engine.spawn(self._invoke(msg), name=f"invoke:{msg.function_id}")
         elif isinstance(msg, InvocationResult):
             engine.resolve(msg.invocation_id, msg.result, msg.error)
+        elif isinstance(msg, RegisterFunction) and msg.invocation is not None:
+            if self.http_functions is None:
+                log.error(
+                    "function %s has an HTTP invocation but the"
+                    " iii-http-functions module is not loaded",
+                    msg.id,
+                )
+            else:
+                self.http_functions.register(
+                    self, msg.id, msg.invocation, msg.description, msg.metadata
+                )
         elif isinstance(msg, RegisterFunction):
             engine.register_function(
                 self,
@@ -299,7 +313,12 @@ async def worker_handler(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
     await ws.prepare(request)
     conn = WorkerConnection(
-        engine, ws, request.remote, request.app["trigger_types"], request.app["logs"]
+        engine,
+        ws,
+        request.remote,
+        request.app["trigger_types"],
+        request.app["logs"],
+        request.app["http_functions"],
     )
     await conn.serve()
     return ws
@@ -362,13 +381,17 @@ async def channel_handler(request: web.Request) -> web.StreamResponse:
 
 
 def make_worker_app(
-    engine: Engine, logs: LogSink, channels: ChannelRegistry
+    engine: Engine,
+    logs: LogSink,
+    channels: ChannelRegistry,
+    http_functions: HttpFunctions | None = None,
 ) -> web.Application:
     app = web.Application()
     app["engine"] = engine
     app["trigger_types"] = WorkerTriggerTypes(engine)
     app["logs"] = logs
     app["channels"] = channels
+    app["http_functions"] = http_functions
     app.router.add_get("/otel", otel_handler)
     app.router.add_get("/ws/channels/{channel_id}", channel_handler)
     app.router.add_get("/{tail:.*}", worker_handler)

@@ -21,6 +21,7 @@ from api.stream_ws import StreamConfig
 from projections.runner import SnapshotConfig
 
 from .durable import RetryPolicy
+from .http_functions import HttpFunctionsConfig
 from .queues import QueueConfig
 
 log = logging.getLogger("iiilog.config")
@@ -51,7 +52,6 @@ ALWAYS_ON = {
     "iii-telemetry",
 }
 NOT_YET = {
-    "iii-http-functions",
     "iii-exec",
     "iii-bridge",
 }
@@ -86,6 +86,7 @@ class EngineConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     cron: bool = True
     logs_keep: int = 1000
+    http_functions: HttpFunctionsConfig | None = None
     pubsub: bool = True
     queues: dict[str, QueueConfig] | None = field(default_factory=dict)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
@@ -204,6 +205,22 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
             if cfg.state_max_value_bytes is not None and cfg.state_max_value_bytes < 1:
                 raise ConfigError("iii-state: max_value_bytes must be >= 1")
             cfg.state_triggers_enabled = bool(conf.get("triggers_enabled", True))
+        elif name == "iii-http-functions":
+            security = conf.get("security") or {}
+            if not isinstance(security, dict):
+                raise ConfigError("iii-http-functions: security must be a mapping")
+            allow = security.get("url_allowlist", ["*"])
+            if not isinstance(allow, list) or not all(
+                isinstance(a, str) for a in allow
+            ):
+                raise ConfigError(
+                    "iii-http-functions: url_allowlist is a list of host patterns"
+                )
+            cfg.http_functions = HttpFunctionsConfig(
+                url_allowlist=allow,
+                block_private_ips=bool(security.get("block_private_ips", True)),
+                require_https=bool(security.get("require_https", True)),
+            )
         elif name == "iii-observability":
             cfg.logs_keep = _positive(conf, "logs_max", 1000)
         elif name in ("iii-cron", "cron"):
