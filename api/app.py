@@ -82,6 +82,7 @@ class Server:
             triggers_enabled=cfg.state_triggers_enabled,
         )
         channels = ChannelRegistry(engine)
+        logs = LogSink(engine, keep=cfg.logs_keep)
         http_functions = (
             HttpFunctions(engine, cfg.http_functions) if cfg.http_functions else None
         )
@@ -95,12 +96,23 @@ class Server:
         if cfg.cron:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
-            make_worker_app(
-                engine, LogSink(engine, keep=cfg.logs_keep), channels, http_functions
-            ),
+            make_worker_app(engine, logs, channels, http_functions),
             cfg.worker_host,
             cfg.worker_port,
         )
+        for index, rbac in enumerate(cfg.rbac_listeners):
+            name = "rbac" if index == 0 else f"rbac{index}"
+            self.ports[name] = await self._listen(
+                make_worker_app(
+                    engine,
+                    logs,
+                    channels,
+                    http_functions,
+                    rbac,
+                ),
+                rbac.host,
+                rbac.port,
+            )
         if cfg.http is not None:
             http = HttpModule(engine, cfg.http, runner, channels)
             self.ports["http"] = await self._listen(

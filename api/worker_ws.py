@@ -42,6 +42,7 @@ from .protocol import (
     encode,
     parse_frame,
 )
+from .rbac import RbacConfig, RbacSession
 
 log = logging.getLogger("iiilog.bridge")
 OUTBOX_SIZE = 4096
@@ -58,8 +59,11 @@ class WorkerConnection:
         trigger_types: WorkerTriggerTypes,
         logs: LogSink,
         http_functions: HttpFunctions | None = None,
+        session: RbacSession | None = None,
     ) -> None:
         self.engine = engine
+        self.session = session
+        self._admitted: dict[str, str] = {}  # worker's function id -> engine's
         self.http_functions = http_functions
         self.logs = logs
         self.trigger_types = trigger_types
@@ -152,6 +156,12 @@ class WorkerConnection:
 
     async def _dispatch(self, msg: Any) -> None:
         engine = self.engine
+        if self.session is not None and isinstance(
+            msg, RegisterFunction | RegisterTrigger | RegisterTriggerType
+        ):
+            msg = await self._admit(msg)
+            if msg is None:
+                return
         if isinstance(msg, InvokeFunction):
             # Never wait here: the results this socket must deliver come in on
             # it too. Tasks start in arrival order, and so reach the writer.
@@ -169,6 +179,19 @@ class WorkerConnection:
                 self.http_functions.register(
                     self, msg.id, msg.invocation, msg.description, msg.metadata
                 )
+        elif isinstance(msg, RegisterFunction) and self.session is not None:
+            renamed = self._admitted.pop(msg.id, self.session.prefixed(msg.id))
+            engine.register_function(
+                self,
+                FunctionEntry(
+                    renamed,
+                    description=msg.description,
+                    request_format=msg.request_format,
+                    response_format=msg.response_format,
+                    metadata=msg.metadata,
+                    wire_id=msg.id,
+                ),
+            )
         elif isinstance(msg, RegisterFunction):
             engine.register_function(
                 self,
@@ -199,6 +222,80 @@ class WorkerConnection:
         elif isinstance(msg, UnknownMessage):
             log.info("worker %s: unknown message type %r ignored", self.id, msg.type)
         # registerservice, pong: nothing to do
+
+    async def _admit(self, msg: Any) -> Any:
+        """RBAC registration hooks: None drops the registration (silently)."""
+        session = self.session
+        assert session is not None
+        config = session.config
+        if isinstance(msg, RegisterFunction):
+            if not session.allow_function_registration:
+                return None
+            hook = config.on_function_registration_function_id
+            payload: dict[str, Any] = {
+                "function_id": session.prefixed(msg.id),
+                "description": msg.description,
+                "metadata": msg.metadata,
+                "namespace": self.metadata.get("namespace") or "default",
+                "context": session.context,
+            }
+        elif isinstance(msg, RegisterTriggerType):
+            if not session.allow_trigger_type_registration:
+                return None
+            hook = config.on_trigger_type_registration_function_id
+            payload = {
+                "trigger_type_id": msg.id,
+                "description": msg.description,
+                "context": session.context,
+            }
+        else:
+            msg = msg.model_copy(
+                update={"function_id": session.prefixed(msg.function_id)}
+            )
+            hook = config.on_trigger_registration_function_id
+            payload = {
+                "trigger_id": msg.id,
+                "trigger_type": msg.trigger_type,
+                "function_id": msg.function_id,
+                "config": msg.config,
+                "metadata": msg.metadata,
+                "namespace": msg.namespace or "default",
+                "context": session.context,
+            }
+        if not hook:
+            return msg
+        try:
+            result = await self.engine.invoke(
+                hook, payload, CallContext(function_id=hook)
+            )
+        except EngineError as e:
+            log.info("rbac: %s refused %s: %s", hook, msg.type, e.message)
+            return None
+        if isinstance(result, dict):
+            renames = {
+                k: v
+                for k, v in result.items()
+                if v is not None
+                and k
+                in ("function_id", "trigger_type", "config", "metadata", "description")
+            }
+            if isinstance(msg, RegisterFunction) and "function_id" in renames:
+                msg = msg.model_copy(
+                    update={
+                        "description": renames.get("description", msg.description),
+                        "metadata": renames.get("metadata", msg.metadata),
+                    }
+                )
+                self._admitted[msg.id] = str(renames["function_id"])
+            elif isinstance(msg, RegisterTrigger):
+                msg = msg.model_copy(
+                    update={
+                        k: v
+                        for k, v in renames.items()
+                        if k in ("function_id", "trigger_type", "config", "metadata")
+                    }
+                )
+        return msg
 
     async def _register_trigger(self, msg: RegisterTrigger) -> None:
         binding = TriggerBinding(
@@ -253,7 +350,9 @@ class WorkerConnection:
         try:
             if msg.namespace is not None and not msg.namespace.strip():
                 raise EngineError("INVALID_NAMESPACE", "namespace must not be blank")
-            if action == "enqueue":
+            if self.session is not None:
+                result = await self._invoke_restricted(msg, ctx)
+            elif action == "enqueue":
                 result = await self._enqueue(msg, ctx)
             else:
                 result = await self.engine.invoke(msg.function_id, msg.data, ctx)
@@ -271,6 +370,43 @@ class WorkerConnection:
         else:
             if reply:
                 await self._reply(msg, result=result)
+
+    async def _invoke_restricted(self, msg: InvokeFunction, ctx: CallContext) -> Any:
+        """A call from an RBAC session: checked, and routed via the middleware."""
+        session = self.session
+        assert session is not None
+        entry = self.engine.functions.get(msg.function_id)
+        session.check(msg.function_id, entry)
+        if msg.action_type == "enqueue":
+            return await self._enqueue(msg, ctx)
+        middleware = session.config.middleware_function_id
+        if entry is not None and entry.owner is not None and middleware:
+            request: dict[str, Any] = {
+                "function_id": msg.function_id,
+                "payload": msg.data,
+                "context": session.context,
+            }
+            if msg.action is not None:
+                request["action"] = msg.action
+            if msg.namespace is not None:
+                request["namespace"] = msg.namespace
+            return await self.engine.invoke(
+                middleware, request, CallContext(function_id=middleware, caller=self)
+            )
+        result = await self.engine.invoke(msg.function_id, msg.data, ctx)
+        if msg.function_id == "engine::functions::list" and isinstance(result, dict):
+            visible = {
+                e.id for e in self.engine.functions.values() if session.may_see(e)
+            }
+            result = {
+                **result,
+                "functions": [
+                    f
+                    for f in result.get("functions", [])
+                    if f.get("function_id") in visible
+                ],
+            }
+        return result
 
     async def _enqueue(self, msg: InvokeFunction, ctx: CallContext) -> Any:
         """Hand the call to the queue provider (``engine::queue::enqueue``)."""
@@ -308,10 +444,51 @@ class WorkerConnection:
             await self.send(out)
 
 
+async def _authenticate(
+    engine: Engine, config: RbacConfig, request: web.Request
+) -> RbacSession | None:
+    """Call the auth function once per upgrade; None means refused."""
+    if not config.auth_function_id:
+        return RbacSession.from_auth(config, {})
+    query: dict[str, list[str]] = {}
+    for key, value in request.query.items():
+        query.setdefault(key, []).append(value)
+    payload = {
+        "headers": {k.lower(): v for k, v in request.headers.items()},
+        "query_params": query,
+        "ip_address": request.remote,
+    }
+    try:
+        result = await engine.invoke(
+            config.auth_function_id,
+            payload,
+            CallContext(function_id=config.auth_function_id),
+        )
+    except EngineError as e:
+        log.info("rbac: authentication refused: %s", e.message)
+        return None
+    if not isinstance(result, dict):
+        return None
+    return RbacSession.from_auth(config, result)
+
+
 async def worker_handler(request: web.Request) -> web.WebSocketResponse:
     engine: Engine = request.app["engine"]
+    rbac: RbacConfig | None = request.app["rbac"]
+    session = await _authenticate(engine, rbac, request) if rbac else None
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
     await ws.prepare(request)
+    if rbac is not None and session is None:
+        await ws.send_str(
+            encode(
+                {
+                    "type": "error",
+                    "error": {"code": "AUTH_ERROR", "message": "authentication failed"},
+                }
+            )
+        )
+        await ws.close()
+        return ws
     conn = WorkerConnection(
         engine,
         ws,
@@ -319,6 +496,7 @@ async def worker_handler(request: web.Request) -> web.WebSocketResponse:
         request.app["trigger_types"],
         request.app["logs"],
         request.app["http_functions"],
+        session,
     )
     await conn.serve()
     return ws
@@ -385,6 +563,7 @@ def make_worker_app(
     logs: LogSink,
     channels: ChannelRegistry,
     http_functions: HttpFunctions | None = None,
+    rbac: RbacConfig | None = None,
 ) -> web.Application:
     app = web.Application()
     app["engine"] = engine
@@ -392,6 +571,7 @@ def make_worker_app(
     app["logs"] = logs
     app["channels"] = channels
     app["http_functions"] = http_functions
+    app["rbac"] = rbac
     app.router.add_get("/otel", otel_handler)
     app.router.add_get("/ws/channels/{channel_id}", channel_handler)
     app.router.add_get("/{tail:.*}", worker_handler)

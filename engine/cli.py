@@ -38,6 +38,9 @@ async def serve(args: argparse.Namespace) -> int:
     urls = {"worker_url": f"ws://{host}:{server.ports['worker']}"}
     if "http" in server.ports and cfg.http is not None:
         urls["http_url"] = f"http://{_public(cfg.http.host)}:{server.ports['http']}"
+    for index, rbac in enumerate(cfg.rbac_listeners):
+        name = "rbac" if index == 0 else f"rbac{index}"
+        urls[f"{name}_url"] = f"ws://{_public(rbac.host)}:{server.ports[name]}"
     if "stream" in server.ports and cfg.stream is not None:
         host = _public(cfg.stream.host)
         urls["stream_url"] = f"ws://{host}:{server.ports['stream']}"

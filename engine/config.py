@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from api.http_server import HttpConfig
+from api.rbac import RbacConfig
 from api.stream_ws import StreamConfig
 from projections.runner import SnapshotConfig
 
@@ -87,6 +88,7 @@ class EngineConfig:
     cron: bool = True
     logs_keep: int = 1000
     http_functions: HttpFunctionsConfig | None = None
+    rbac_listeners: list[RbacConfig] = field(default_factory=list)
     pubsub: bool = True
     queues: dict[str, QueueConfig] | None = field(default_factory=dict)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
@@ -167,7 +169,12 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
         conf = entry.get("config") or {}
         if not isinstance(conf, dict):
             raise ConfigError(f"{name}: `config` must be a mapping")
-        if name == "iii-worker-manager":
+        if name == "iii-worker-manager" and "rbac" in conf:
+            try:
+                cfg.rbac_listeners.append(RbacConfig.parse(conf))
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"iii-worker-manager rbac: {e}") from e
+        elif name == "iii-worker-manager":
             cfg.worker_host = str(conf.get("host", "0.0.0.0"))
             cfg.worker_port = _int(conf, "port", 49134) or 0
         elif name in ("iii-http", "http"):

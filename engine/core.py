@@ -72,6 +72,7 @@ class FunctionEntry:
     request_format: Any = None
     response_format: Any = None
     metadata: Any = None
+    wire_id: str | None = None  # the id the worker knows it by, when renamed (RBAC)
 
     @property
     def internal(self) -> bool:
@@ -232,7 +233,9 @@ class Engine:
         if entry.handler is not None:
             return await entry.handler(data, ctx)
         assert entry.owner is not None
-        return await self._call_worker(entry.owner, function_id, data, ctx)
+        return await self._call_worker(
+            entry.owner, entry.wire_id or function_id, data, ctx
+        )
 
     async def _call_worker(
         self, target: Peer, function_id: str, data: Any, ctx: CallContext

@@ -75,7 +75,9 @@ def run(files: list[str]) -> dict[str, dict[str, int]]:
     suite = suite_dir()
     with tempfile.TemporaryDirectory() as tmp:
         engine = EngineProcess(
-            Path(tmp) / "data", config=ROOT / "tests" / "sdk_suite" / "config.yaml"
+            Path(tmp) / "data",
+            config=ROOT / "tests" / "sdk_suite" / "config.yaml",
+            env={"IIILOG_RBAC_PORT": "0"},
         )
         engine.start()
         report = Path(tmp) / "report.xml"
@@ -83,6 +85,7 @@ def run(files: list[str]) -> dict[str, dict[str, int]]:
             env = {
                 **os.environ,
                 "III_URL": engine.worker_url,
+                "III_RBAC_WORKER_URL": engine.info.get("rbac_url", ""),
                 "III_HTTP_URL": engine.http_url,
                 "OTEL_ENABLED": "false",
             }

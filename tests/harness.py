@@ -57,6 +57,7 @@ class EngineProcess:
         self.worker_url = ""
         self.http_url = ""
         self.stream_url = ""
+        self.info: dict[str, Any] = {}
         self.log_path = data_dir.parent / f"{data_dir.name}-engine.log"
 
     def start(self, timeout: float = 20.0) -> EngineProcess:
@@ -99,6 +100,7 @@ class EngineProcess:
             return info if info.get("pid") == self.proc.pid else None
 
         info: dict[str, Any] = wait_until(read_ready, timeout, message="engine start")
+        self.info = info
         self.worker_url = info["worker_url"]
         self.http_url = info.get("http_url", "")
         self.stream_url = info.get("stream_url", "")

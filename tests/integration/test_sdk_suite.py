@@ -17,6 +17,7 @@ PASSING = [
     "test_data_channels.py",
     "test_trigger_type_lifecycle.py",
     "test_http_external_functions_integration.py",
+    "test_rbac_workers.py",
 ]
 
 

@@ -499,3 +499,28 @@ async def test_blank_namespace_is_refused(worker: RawWorker) -> None:
         "state::get", {"scope": "s", "key": "k"}, namespace="elsewhere"
     )
     assert reply["result"] is None  # built-ins answer from every namespace
+
+
+async def test_rbac_listener_refuses_failed_auth(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "workers:\n"
+        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+        "  - name: iii-worker-manager\n    config:\n      host: 127.0.0.1\n"
+        "      port: 0\n      rbac: {auth_function_id: 'auth::missing',"
+        " expose_functions: ['match(\"pub::*\")']}\n"
+    )
+    proc = EngineProcess(tmp_path / "data", config=config).start()
+    try:
+        async with session.ws_connect(proc.info["rbac_url"]) as ws:
+            msg = await ws.receive(5)
+            assert json.loads(msg.data) == {
+                "type": "error",
+                "error": {"code": "AUTH_ERROR", "message": "authentication failed"},
+            }
+            closing = await ws.receive(5)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    finally:
+        proc.stop()
