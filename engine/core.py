@@ -372,6 +372,18 @@ class Engine:
         )
         return True
 
+    async def call_binding(self, binding: TriggerBinding, payload: Any) -> Any:
+        """Invoke a trigger binding's function with the binding's metadata."""
+        return await self.invoke(
+            binding.function_id,
+            payload,
+            CallContext(
+                function_id=binding.function_id,
+                metadata=binding.metadata,
+                namespace=binding.namespace,
+            ),
+        )
+
     def delivery_tag(self, origin: Origin | None) -> tuple[str, int] | None:
         """(trace id, n) for the n-th write made while handling a delivery."""
         trace_id = origin.trace_id if origin is not None else None

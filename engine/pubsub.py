@@ -46,15 +46,7 @@ class _Fanout:
 
     async def _one(self, binding: TriggerBinding, payload: Any) -> None:
         try:
-            await self.engine.invoke(
-                binding.function_id,
-                payload,
-                CallContext(
-                    function_id=binding.function_id,
-                    metadata=binding.metadata,
-                    namespace=binding.namespace,
-                ),
-            )
+            await self.engine.call_binding(binding, payload)
         except EngineError as e:
             log.warning(
                 "%s -> %s failed: %s", self.trigger_type, binding.function_id, e

@@ -12,12 +12,13 @@ from typing import Any
 
 from eventlog import Mutation, Outcome, Record
 from eventlog.codec import dumps_bytes
+from eventlog.store import Compute
 from projections.views import fold, rows
 
 from .core import CallContext, Engine, TriggerBinding
 from .durable import DurableTriggers, start_position
 from .errors import DeserializationError, EngineError, TriggerRegistrationFailed
-from .ops import OpsDecodeError, apply_ops, parse_ops
+from .ops import Op, OpsDecodeError, apply_ops, parse_ops
 
 log = logging.getLogger("iiilog.state")
 
@@ -49,6 +50,27 @@ def _offset(function_id: str, data: dict[str, Any]) -> int | None:
             function_id, "invalid value for `offset`: expected a non-negative integer"
         )
     return offset
+
+
+def update_compute(ops: list[Op], raw_ops: Any) -> Compute:
+    """The pure mutation of ``state::update`` and ``stream::update``."""
+
+    def compute(existed: bool, old: Any) -> Outcome:
+        new, errors = apply_ops(old, existed, ops)
+        return Outcome(True, new, ops=raw_ops, errors=errors)
+
+    return compute
+
+
+def update_result(record: Record) -> dict[str, Any]:
+    """``{old_value, new_value, errors?}``: ``errors`` only when an op failed."""
+    result: dict[str, Any] = {
+        "old_value": record.old_value,
+        "new_value": record.new_value,
+    }
+    if record.errors:
+        result["errors"] = record.errors
+    return result
 
 
 def state_event(record: Record) -> dict[str, Any]:
@@ -160,21 +182,18 @@ class StateModule:
         except OpsDecodeError as e:
             raise DeserializationError(fid, str(e)) from e
 
-        def compute(existed: bool, old: Any) -> Outcome:
-            new, errors = apply_ops(old, existed, ops)
-            return Outcome(True, new, ops=raw_ops, errors=errors)
-
         record = await self._write(
-            Mutation("state.update", scope, None, key, compute, ctx.origin()),
+            Mutation(
+                "state.update",
+                scope,
+                None,
+                key,
+                update_compute(ops, raw_ops),
+                ctx.origin(),
+            ),
             "UPDATE_ERROR",
         )
-        result: dict[str, Any] = {
-            "old_value": record.old_value,
-            "new_value": record.new_value,
-        }
-        if record.errors:
-            result["errors"] = record.errors
-        return result
+        return update_result(record)
 
     async def list(self, data: Any, ctx: CallContext) -> Any:
         fid = "state::list"

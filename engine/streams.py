@@ -19,8 +19,8 @@ from eventlog.codec import dumps
 from .core import CallContext, Engine, TriggerBinding, now_ms
 from .durable import DurableTriggers, start_position
 from .errors import DeserializationError, EngineError, TriggerRegistrationFailed
-from .ops import OpsDecodeError, apply_ops, parse_ops
-from .state import _obj, _str
+from .ops import OpsDecodeError, parse_ops
+from .state import _obj, _str, update_compute, update_result
 
 log = logging.getLogger("iiilog.stream")
 ENCODED_CACHE = 8192
@@ -280,22 +280,19 @@ class StreamModule:
             )
             return result
 
-        def compute(existed: bool, old: Any) -> Outcome:
-            new, errors = apply_ops(old, existed, ops)
-            return Outcome(True, new, ops=raw_ops, errors=errors)
-
         record = await self._write(
-            Mutation("stream.update", stream, group, item, compute, ctx.origin()),
+            Mutation(
+                "stream.update",
+                stream,
+                group,
+                item,
+                update_compute(ops, raw_ops),
+                ctx.origin(),
+            ),
             "STREAM_UPDATE_ERROR",
             "update",
         )
-        out: dict[str, Any] = {
-            "old_value": record.old_value,
-            "new_value": record.new_value,
-        }
-        if record.errors:
-            out["errors"] = record.errors
-        return out
+        return update_result(record)
 
     async def fn_list(self, data: Any, ctx: CallContext) -> Any:
         fid = "stream::list"
@@ -404,15 +401,7 @@ class StreamModule:
             if isinstance(wanted, str) and wanted and wanted != payload["stream_name"]:
                 continue
             try:
-                result = await self.engine.invoke(
-                    binding.function_id,
-                    payload,
-                    CallContext(
-                        function_id=binding.function_id,
-                        metadata=binding.metadata,
-                        namespace=binding.namespace,
-                    ),
-                )
+                result = await self.engine.call_binding(binding, payload)
             except EngineError as e:
                 log.warning(
                     "%s handler %s failed: %s", trigger_type, binding.function_id, e
