@@ -122,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # One line per snapshot job every few seconds is noise, not news.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if args.command == "status":
         return asyncio.run(status(args))
     try:
