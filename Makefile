@@ -26,7 +26,11 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/state_set.py
+	$(BIN)/python bench/streams.py
+	$(BIN)/python bench/replay.py --records 1000000
+	$(BIN)/python bench/todo_job.py
 
 clean:
 	rm -rf $(VENV) data build *.egg-info

