@@ -68,7 +68,7 @@ async def wait_http(url: str, timeout: float = 30) -> None:
         while time.monotonic() < deadline:
             try:
                 async with session.get(url) as resp:
-                    if resp.status < 500:
+                    if resp.status == 200:
                         return
             except aiohttp.ClientError:
                 pass
