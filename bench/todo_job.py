@@ -35,6 +35,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.config import DEFAULT_CONFIG
 from tests.harness import ROOT, EngineProcess
 
 MIGRATION = """
@@ -238,6 +239,12 @@ def main() -> None:
     parser.add_argument("--creators", type=int, default=16)
     parser.add_argument("--subscribers", type=int, nargs="*", default=[1, 10, 100])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=1,
+        help="iiilog trigger deliveries in flight per subscription",
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"iiilog": [], "pocketbase": []}
 
@@ -252,7 +259,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        engine = EngineProcess(root / "data").start()
+        config = root / "iiilog.yaml"
+        config.write_text(
+            DEFAULT_CONFIG + "  - name: iiilog-triggers\n"
+            f"    config: {{max_in_flight: {args.max_in_flight}}}\n"
+        )
+        engine = EngineProcess(root / "data", config=config).start()
         worker = subprocess.Popen(
             [sys.executable, "examples/todo/worker.py"],
             cwd=ROOT,

@@ -242,6 +242,7 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
                 **{
                     f: _positive(conf, f, getattr(defaults, f))
                     for f in (
+                        "max_in_flight",
                         "max_attempts",
                         "backoff_ms",
                         "backoff_max_ms",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import secrets
@@ -47,6 +48,9 @@ class RetryPolicy:
     backoff_max_ms: int = 10_000
     delivery_timeout_ms: int = 30_000
     flush_interval_ms: int = 200
+    # 1: one record at a time, in offset order per subscription (the default).
+    # More: records of one key stay in order, different keys run concurrently.
+    max_in_flight: int = 1
 
 
 _PARK = (
@@ -173,6 +177,9 @@ class DurableTriggers:
     # -- delivery ----------------------------------------------------------------------
 
     async def _run(self, sub: Subscription) -> None:
+        if self.policy.max_in_flight > 1:
+            await self._run_keyed(sub)
+            return
         tail = self.engine.tail
         while True:
             records = await tail.read_after(sub.cursor, 500)
@@ -183,6 +190,69 @@ class DurableTriggers:
                 if sub.match(record):
                     await self._deliver(sub, record)
                 sub.cursor = record.offset
+
+    async def _run_keyed(self, sub: Subscription) -> None:
+        """Up to ``max_in_flight`` deliveries at once; per key, in offset order.
+
+        The cursor is the watermark below the oldest delivery still running, so
+        it still only covers records whose handler answered.
+        """
+        tail = self.engine.tail
+        slots = asyncio.Semaphore(self.policy.max_in_flight)
+        running: dict[int, asyncio.Task[Any]] = {}
+        last_of_key: dict[tuple[str, str | None, str | None], asyncio.Task[Any]] = {}
+        read = sub.cursor
+
+        def settle() -> None:
+            sub.cursor = min(running) - 1 if running else read
+
+        async def one(record: Record, before: asyncio.Task[Any] | None) -> None:
+            try:
+                if before is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(before)  # same key: keep the order
+                await self._deliver(sub, record)
+            except Exception:
+                # Like the one-at-a-time loop, the subscription stops short of
+                # this record (it stays below the watermark, visible as lag).
+                log.exception(
+                    "trigger %s: delivery of offset %d failed",
+                    sub.function_id,
+                    record.offset,
+                )
+                raise
+            finally:
+                slots.release()
+            running.pop(record.offset, None)  # answered or parked: covered now
+            settle()
+
+        def forget(
+            task: asyncio.Task[Any], key: tuple[str, str | None, str | None]
+        ) -> None:
+            if last_of_key.get(key) is task:
+                del last_of_key[key]
+
+        try:
+            while True:
+                records = await tail.read_after(read, 500)
+                if not records:
+                    await tail.wait_beyond(read)
+                    continue
+                for record in records:
+                    if sub.match(record):
+                        await slots.acquire()
+                        key = (record.scope, record.group, record.key)
+                        task = asyncio.get_running_loop().create_task(
+                            one(record, last_of_key.get(key))
+                        )
+                        running[record.offset] = task
+                        last_of_key[key] = task
+                        task.add_done_callback(functools.partial(forget, key=key))
+                    read = record.offset
+                    settle()
+        finally:
+            for task in list(running.values()):
+                task.cancel()
 
     async def _deliver(self, sub: Subscription, record: Record) -> None:
         policy = self.policy

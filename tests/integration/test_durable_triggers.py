@@ -381,3 +381,44 @@ def test_cursor_survives_engine_kill_9(fixed_port_engine: EngineProcess) -> None
             lambda: call(w, "state::get", {"scope": f"{s}-n", "key": "n"}) == {"v": 40},
             message="each record counted once",
         )
+
+
+def test_keyed_concurrency_keeps_per_key_order(tmp_path: Path) -> None:
+    """``max_in_flight > 1``: keys run concurrently, each key in offset order."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "workers:\n"
+        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+        "  - name: iiilog-triggers\n    config: {max_in_flight: 8}\n"
+    )
+    proc = EngineProcess(tmp_path / "data", config=config).start()
+    seen: list[tuple[str, int]] = []
+    running = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def slow(event: dict[str, Any]) -> None:
+        with lock:
+            running["now"] += 1
+            running["max"] = max(running["max"], running["now"])
+        threading.Event().wait(0.02)  # the handler's own work
+        with lock:
+            running["now"] -= 1
+            seen.append((event["key"], event["new_value"]))
+
+    try:
+        with sdk_worker(proc.worker_url, "keyed") as w:
+            w.register_function("d::keyed", slow)
+            w.register_trigger(
+                {"type": "state", "function_id": "d::keyed", "config": {"scope": "k"}}
+            )
+            wait_until(lambda: bound(w, "d::keyed"))
+            for i in range(10):
+                for key in ("a", "b", "c", "d"):
+                    call(w, "state::set", {"scope": "k", "key": key, "value": i})
+            wait_until(lambda: len(seen) == 40, timeout=30)
+            wait_until(lambda: subscription(w, "d::keyed")["lag"] == 0)
+    finally:
+        proc.stop()
+    for key in ("a", "b", "c", "d"):
+        assert [v for k, v in seen if k == key] == list(range(10))
+    assert running["max"] > 1
