@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.harness import EngineProcess, Http, sdk_worker
+from tests.wsclients import RawWorker
 
 
 @pytest.fixture(scope="module")
@@ -40,3 +42,22 @@ def client(engine: EngineProcess) -> Iterator[object]:
 @pytest.fixture(scope="module")
 def http(engine: EngineProcess) -> Http:
     return Http(engine.http_url)
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A real aiohttp client session (no connection limit: many sockets)."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+        yield s
+
+
+@pytest.fixture
+async def worker(
+    engine: EngineProcess, session: aiohttp.ClientSession
+) -> AsyncIterator[RawWorker]:
+    """A raw worker socket on the module's engine, past ``workerregistered``."""
+    ws = await session.ws_connect(engine.worker_url, max_msg_size=64 * 1024 * 1024)
+    w = RawWorker(ws)
+    w.registered = await w.recv_type("workerregistered")
+    yield w
+    await ws.close()

@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -191,3 +192,70 @@ def call(client: Any, function_id: str, payload: Any, timeout_ms: int = 10_000) 
     return client.trigger(
         {"function_id": function_id, "payload": payload, "timeout_ms": timeout_ms}
     )
+
+
+def trigger_bound(client: Any, function_id: str) -> bool:
+    """Has the engine applied a trigger registration for ``function_id``?"""
+    listed = call(client, "engine::registered-triggers::list", {})
+    return any(t["function_id"] == function_id for t in listed["registered_triggers"])
+
+
+def replay(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``scripts/replay.py`` as a user runs it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "scripts/replay.py",
+            "--data-dir",
+            str(data_dir),
+            "--quiet",
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def todo_history(client: Any, n: int, seed: int) -> None:
+    """A random todo history on state scope ``todos``: creates, toggles, deletes."""
+    rng = random.Random(seed)
+    ids: list[str] = []
+    for i in range(n):
+        roll = rng.random()
+        if roll < 0.5 or not ids:
+            key = f"todo-{seed}-{i}"
+            ids.append(key)
+            call(
+                client,
+                "state::set",
+                {
+                    "scope": "todos",
+                    "key": key,
+                    "value": {"id": key, "completed": rng.random() < 0.3},
+                },
+            )
+        elif roll < 0.8:
+            key = rng.choice(ids)
+            call(
+                client,
+                "state::update",
+                {
+                    "scope": "todos",
+                    "key": key,
+                    "ops": [
+                        {
+                            "type": "set",
+                            "path": "completed",
+                            "value": rng.random() < 0.5,
+                        }
+                    ],
+                },
+            )
+        else:
+            call(
+                client,
+                "state::delete",
+                {"scope": "todos", "key": ids.pop(rng.randrange(len(ids)))},
+            )

@@ -13,7 +13,7 @@ from typing import Any
 
 from iii import InvocationError
 
-from tests.harness import ROOT, EngineProcess, call, sdk_worker, wait_until
+from tests.harness import ROOT, EngineProcess, call, replay, sdk_worker, wait_until
 
 
 def offsets(data_dir: Path) -> list[int]:
@@ -128,23 +128,6 @@ def test_kill_9_loses_no_acknowledged_write(fresh_engine: EngineProcess) -> None
             )
     assert offsets(fresh_engine.data_dir) == list(
         range(1, len(offsets(fresh_engine.data_dir)) + 1)
-    )
-
-
-def replay(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "scripts/replay.py",
-            "--data-dir",
-            str(data_dir),
-            "--quiet",
-            *extra,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
 
 

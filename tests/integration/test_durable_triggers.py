@@ -19,16 +19,20 @@ from typing import Any
 
 import pytest
 
-from tests.harness import ROOT, EngineProcess, call, sdk_worker, wait_until
+from tests.harness import (
+    ROOT,
+    EngineProcess,
+    call,
+    sdk_worker,
+    wait_until,
+)
+from tests.harness import (
+    trigger_bound as bound,
+)
 
 
 def scope() -> str:
     return f"d-{uuid.uuid4().hex[:8]}"
-
-
-def bound(client: Any, function_id: str) -> bool:
-    listed = call(client, "engine::registered-triggers::list", {})
-    return any(t["function_id"] == function_id for t in listed["registered_triggers"])
 
 
 def subscription(client: Any, function_id: str) -> dict[str, Any]:

@@ -8,8 +8,6 @@ import itertools
 import json
 import random
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from datetime import datetime
@@ -20,50 +18,16 @@ import aiohttp
 import pytest
 from iii import InvocationError
 
-from tests.harness import ROOT, EngineProcess, Http, call, sdk_worker, wait_until
+from tests.harness import (
+    EngineProcess,
+    Http,
+    call,
+    replay,
+    sdk_worker,
+    todo_history,
+    wait_until,
+)
 from tests.wsclients import RawWorker
-
-
-def todo_history(client: Any, n: int, seed: int) -> None:
-    rng = random.Random(seed)
-    ids: list[str] = []
-    for i in range(n):
-        roll = rng.random()
-        if roll < 0.5 or not ids:
-            key = f"todo-{seed}-{i}"
-            ids.append(key)
-            call(
-                client,
-                "state::set",
-                {
-                    "scope": "todos",
-                    "key": key,
-                    "value": {"id": key, "completed": rng.random() < 0.3},
-                },
-            )
-        elif roll < 0.8:
-            key = rng.choice(ids)
-            call(
-                client,
-                "state::update",
-                {
-                    "scope": "todos",
-                    "key": key,
-                    "ops": [
-                        {
-                            "type": "set",
-                            "path": "completed",
-                            "value": rng.random() < 0.5,
-                        }
-                    ],
-                },
-            )
-        else:
-            call(
-                client,
-                "state::delete",
-                {"scope": "todos", "key": ids.pop(rng.randrange(len(ids)))},
-            )
 
 
 def expected_metrics(client: Any) -> dict[str, int]:
@@ -78,23 +42,6 @@ def projection(client: Any, name: str) -> dict[str, Any]:
 def caught_up(client: Any, name: str) -> bool:
     head = call(client, "iiilog::triggers::status", {})["head"]
     return bool(projection(client, name)["position"] >= head)
-
-
-def replay(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "scripts/replay.py",
-            "--data-dir",
-            str(data_dir),
-            "--quiet",
-            *extra,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_projections_follow_the_log(engine: EngineProcess, client: Any) -> None:

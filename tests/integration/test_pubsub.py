@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 from iii import InvocationError
 
-from tests.harness import EngineProcess, call, sdk_worker, wait_until
+from tests.harness import (
+    EngineProcess,
+    call,
+    sdk_worker,
+    wait_until,
+)
+from tests.harness import (
+    trigger_bound as bound,
+)
 
 
 class Inbox:
@@ -19,11 +27,6 @@ class Inbox:
     def __call__(self, data: Any) -> None:
         with self.lock:
             self.items.append(data)
-
-
-def bound(client: Any, function_id: str) -> bool:
-    listed = call(client, "engine::registered-triggers::list", {})
-    return any(t["function_id"] == function_id for t in listed["registered_triggers"])
 
 
 def test_fan_out_isolation_and_unsubscribe(engine: EngineProcess, client: Any) -> None:

@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 from iii import InvocationError
 
-from tests.harness import EngineProcess, call, sdk_worker, wait_until
+from tests.harness import (
+    EngineProcess,
+    call,
+    sdk_worker,
+    wait_until,
+)
+from tests.harness import (
+    trigger_bound as bound,
+)
 from tests.wsclients import StreamWatcher
 
 
@@ -31,11 +39,6 @@ class Recorder:
         with self._lock:
             self.calls.append(data)
         return self.answer
-
-
-def bound(client: Any, function_id: str) -> bool:
-    listed = call(client, "engine::registered-triggers::list", {})
-    return any(t["function_id"] == function_id for t in listed["registered_triggers"])
 
 
 def test_stream_trigger_gets_the_envelope(engine: EngineProcess, client: Any) -> None:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -64,23 +63,6 @@ class Sub:
         except TimeoutError:
             return True
         raise AssertionError(f"unexpected message: {msg.data!r}")
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
-        yield s
-
-
-@pytest.fixture
-async def worker(
-    engine: EngineProcess, session: aiohttp.ClientSession
-) -> AsyncIterator[RawWorker]:
-    ws = await session.ws_connect(engine.worker_url, max_msg_size=64 * 1024 * 1024)
-    w = RawWorker(ws)
-    await w.recv_type("workerregistered")
-    yield w
-    await ws.close()
 
 
 async def open_sub(session: aiohttp.ClientSession, url: str) -> Sub:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,23 +15,6 @@ import pytest
 
 from tests.harness import EngineProcess
 from tests.wsclients import RawWorker
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-async def worker(
-    engine: EngineProcess, session: aiohttp.ClientSession
-) -> AsyncIterator[RawWorker]:
-    ws = await session.ws_connect(engine.worker_url, max_msg_size=64 * 1024 * 1024)
-    w = RawWorker(ws)
-    w.registered = await w.recv_type("workerregistered")
-    yield w
-    await ws.close()
 
 
 async def test_workerregistered_comes_first(worker: RawWorker) -> None:
