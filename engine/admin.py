@@ -25,6 +25,17 @@ def install_admin(
             raise EngineError("INVALID_ARGUMENTS", "`key` must be a string")
         return {"parked": await engine.store.parked_rows(key)}
 
+    async def redeliver(data: Any, ctx: CallContext) -> Any:
+        opts = data if isinstance(data, dict) else {}
+        key, offset = opts.get("key"), opts.get("offset")
+        if not isinstance(key, str):
+            raise EngineError("INVALID_ARGUMENTS", "`key` is required")
+        if offset is not None and (
+            isinstance(offset, bool) or not isinstance(offset, int)
+        ):
+            raise EngineError("INVALID_ARGUMENTS", "`offset` must be an integer")
+        return await durable.redeliver(key, offset)
+
     async def list_projections(data: Any, ctx: CallContext) -> Any:
         head = engine.tail.head
         out = []
@@ -53,6 +64,11 @@ def install_admin(
             "iiilog::triggers::parked",
             parked,
             "Deliveries parked after their retries ran out",
+        ),
+        (
+            "iiilog::triggers::redeliver",
+            redeliver,
+            "Deliver a subscription's parked records again",
         ),
         (
             "iiilog::projections::list",

@@ -254,7 +254,8 @@ class DurableTriggers:
             for task in list(running.values()):
                 task.cancel()
 
-    async def _deliver(self, sub: Subscription, record: Record) -> None:
+    async def _deliver(self, sub: Subscription, record: Record) -> bool:
+        """Deliver with retries; False when the record ended up parked."""
         policy = self.policy
         payload = sub.payload(record)
         trace_id = delivery_trace(sub.key, record.offset)
@@ -265,7 +266,7 @@ class DurableTriggers:
                 async with asyncio.timeout(policy.delivery_timeout_ms / 1000):
                     await self._fire(sub, payload, trace_id)
                 sub.delivered += 1
-                return
+                return True
             except EngineError as e:
                 error = f"{e.code}: {e.message}"
             except TimeoutError:
@@ -300,6 +301,7 @@ class DurableTriggers:
             policy.max_attempts,
             error,
         )
+        return False
 
     async def _fire(self, sub: Subscription, payload: Any, trace_id: str) -> None:
         await self.engine.fire(
@@ -344,6 +346,39 @@ class DurableTriggers:
                 await self.flush()
             except Exception:
                 log.exception("saving trigger cursors failed")
+
+    async def redeliver(self, key: str, offset: int | None) -> dict[str, Any]:
+        """Deliver parked records of subscription ``key`` again (all, or one).
+
+        A record that now succeeds leaves the parked list; one that fails again
+        stays there with its new error.
+        """
+        sub = self.subs.get(key)
+        if sub is None:
+            raise EngineError("NOT_FOUND", f"subscription {key} is not active")
+        rows = await self.engine.store.parked_rows(key)
+        if offset is not None:
+            rows = [r for r in rows if r["offset"] == offset]
+            if not rows:
+                raise EngineError("NOT_FOUND", f"offset {offset} is not parked")
+        delivered = 0
+        for row in rows:
+            record = await self.engine.store.read_one(row["offset"])
+            if record is None:
+                continue
+            if await self._deliver(sub, record):
+                delivered += 1
+                unpark = [
+                    ("DELETE FROM parked WHERE key=? AND seq=?", (key, row["offset"]))
+                ]
+                await self.engine.writer.run_exclusive(
+                    functools.partial(self.engine.store.write_small, unpark)
+                )
+        return {
+            "key": key,
+            "redelivered": delivered,
+            "still_parked": len(rows) - delivered,
+        }
 
     async def status(self) -> dict[str, Any]:
         head = self.engine.tail.head

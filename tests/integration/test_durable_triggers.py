@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from iii import InvocationError
 
 from tests.harness import (
     ROOT,
@@ -182,9 +183,11 @@ def test_failing_handler_is_retried_then_parked(tmp_path: Path) -> None:
     proc = EngineProcess(tmp_path / "data", config=config).start()
     seen = Recorder()
 
+    cured = threading.Event()
+
     def handler(event: dict[str, Any]) -> None:
         seen(event["new_value"])
-        if event["new_value"] == "poison":
+        if event["new_value"] == "poison" and not cured.is_set():
             raise ValueError("cannot digest this")
 
     try:
@@ -204,6 +207,19 @@ def test_failing_handler_is_retried_then_parked(tmp_path: Path) -> None:
             status = subscription(w, "d::fragile")
             assert status["parked"] == 1 and status["failures"] == 3
             wait_until(lambda: subscription(w, "d::fragile")["lag"] == 0)
+            # Fixed handler: the parked record can be delivered again on demand.
+            cured.set()
+            key = subscription(w, "d::fragile")["key"]
+            assert call(w, "iiilog::triggers::redeliver", {"key": key}) == {
+                "key": key,
+                "redelivered": 1,
+                "still_parked": 0,
+            }
+            assert seen.events[-1] == "poison"
+            assert call(w, "iiilog::triggers::parked", {})["parked"] == []
+            with pytest.raises(InvocationError) as err:
+                call(w, "iiilog::triggers::redeliver", {"key": "nope"})
+            assert err.value.code == "NOT_FOUND"
         out = subprocess.run(
             [
                 sys.executable,
@@ -221,7 +237,7 @@ def test_failing_handler_is_retried_then_parked(tmp_path: Path) -> None:
             check=True,
         )
         cursors = json.loads(out.stdout)["cursors"]
-        assert [c["parked"] for c in cursors] == [1]
+        assert [c["parked"] for c in cursors] == [0]  # redelivered above
     finally:
         proc.stop()
 
