@@ -243,6 +243,7 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
                     f: _positive(conf, f, getattr(defaults, f))
                     for f in (
                         "max_in_flight",
+                        "dedupe_retention_ms",
                         "max_attempts",
                         "backoff_ms",
                         "backoff_max_ms",

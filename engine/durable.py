@@ -25,6 +25,7 @@ import functools
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,7 @@ class RetryPolicy:
     # 1: one record at a time, in offset order per subscription (the default).
     # More: records of one key stay in order, different keys run concurrently.
     max_in_flight: int = 1
+    dedupe_retention_ms: int = 7 * 24 * 3600 * 1000
 
 
 _PARK = (
@@ -340,12 +342,29 @@ class DurableTriggers:
         await self._save(list(self.subs.values()))
 
     async def _flush_loop(self) -> None:
+        next_prune = 0.0
         while True:
             await asyncio.sleep(self.policy.flush_interval_ms / 1000)
             try:
                 await self.flush()
+                if time.monotonic() >= next_prune:
+                    await self.prune_dedupe()
+                    next_prune = time.monotonic() + min(
+                        3600.0, self.policy.dedupe_retention_ms / 2000
+                    )
             except Exception:
                 log.exception("saving trigger cursors failed")
+
+    async def prune_dedupe(self) -> None:
+        """Forget write tags older than ``dedupe_retention_ms``: a redelivery can
+        only come from a position its cursor has not passed yet."""
+        before = now_ms() - self.policy.dedupe_retention_ms
+        await self.engine.writer.run_exclusive(
+            functools.partial(
+                self.engine.store.write_small,
+                [("DELETE FROM dedupe WHERE ts < ?", (before,))],
+            )
+        )
 
     async def redeliver(self, key: str, offset: int | None) -> dict[str, Any]:
         """Deliver parked records of subscription ``key`` again (all, or one).

@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -442,3 +443,40 @@ def test_keyed_concurrency_keeps_per_key_order(tmp_path: Path) -> None:
     for key in ("a", "b", "c", "d"):
         assert [v for k, v in seen if k == key] == list(range(10))
     assert running["max"] > 1
+
+
+def test_write_tags_expire(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "workers:\n"
+        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+        "  - name: iiilog-triggers\n    config: {dedupe_retention_ms: 1000}\n"
+    )
+    proc = EngineProcess(tmp_path / "data", config=config).start()
+    db_path = proc.data_dir / "log.sqlite3"
+
+    def tags() -> int:
+        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM dedupe").fetchone()[0])
+        finally:
+            db.close()
+
+    try:
+        with sdk_worker(proc.worker_url, "tagger") as w:
+            w.register_function(
+                "d::tag",
+                lambda e: call(
+                    w, "state::set", {"scope": "tagged", "key": e["key"], "value": 1}
+                ),
+            )
+            w.register_trigger(
+                {"type": "state", "function_id": "d::tag", "config": {"scope": "src"}}
+            )
+            wait_until(lambda: bound(w, "d::tag"))
+            call(w, "state::set", {"scope": "src", "key": "a", "value": 1})
+            wait_until(lambda: call(w, "state::get", {"scope": "tagged", "key": "a"}))
+            assert tags() == 1  # the handler's write was tagged
+        wait_until(lambda: tags() == 0, message="expired write tags pruned")
+    finally:
+        proc.stop()
