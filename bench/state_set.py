@@ -1,12 +1,15 @@
-"""Durable ``state::set`` throughput, against a baseline measured in the same run.
+"""Durable ``state::set`` / ``state::update`` throughput and latency at
+concurrency 1, 16 and 64, against baselines measured in the same run.
 
-Starts a real engine (temp data dir, ephemeral ports) for each durability
-setting, opens S worker sockets speaking the protocol directly and keeps C calls
-in flight on each, for a fixed duration after a warm-up. The baseline is
-``state::get`` through the same sockets and the same engine (transport and
-dispatch without the log write), so the ratio shows what durability costs.
+A real engine (temp data dir, ephemeral ports, ``synchronous: full``) is driven
+by a load generator that speaks the worker protocol directly: S sockets with C
+calls in flight each, pipelined, warm-up then a fixed duration. Baselines:
+``state::get`` through the same engine (no log write), a bare aiohttp WebSocket
+server answering each call at once with the same generator (the transport's
+ceiling), and raw aiosqlite batched inserts of log-shaped rows (the log's
+ceiling, ``full`` and ``normal``).
 
-    python bench/state_set.py [--seconds 5] [--sockets 4] [--inflight 16]
+    python bench/state_set.py [--seconds 5]
 
 Prints a table and writes JSON to bench/results/state_set.json.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import aiosqlite
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -104,6 +108,72 @@ async def load(
     }
 
 
+ECHO_SERVER = """
+import asyncio, json, sys
+from aiohttp import web
+async def handle(request):
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    async for msg in ws:
+        frame = json.loads(msg.data)
+        await ws.send_str(json.dumps({"type": "invocationresult",
+            "invocation_id": frame["invocation_id"],
+            "function_id": frame["function_id"], "result": None}))
+    return ws
+async def main():
+    app = web.Application(); app.router.add_get("/", handle)
+    runner = web.AppRunner(app); await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0); await site.start()
+    print(site._server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+async def echo_baseline(opts: dict[str, Any]) -> dict[str, Any]:
+    """The transport's ceiling: an aiohttp server that answers every call
+    immediately, driven by the same load generator."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", ECHO_SERVER, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(await proc.stdout.readline())
+        return await load(f"ws://127.0.0.1:{port}/", "echo", {"x": 1}, **opts)
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+async def sqlite_baseline(
+    path: Path, synchronous: str, seconds: float
+) -> dict[str, Any]:
+    """The log's ceiling: raw aiosqlite batched inserts of log-shaped rows, one
+    transaction per batch of 512, same journal mode and synchronous setting."""
+    db = await aiosqlite.connect(path, isolation_level=None)
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    await db.execute(
+        "CREATE TABLE log (seq INTEGER PRIMARY KEY, ts INTEGER,"
+        " kind TEXT, scope TEXT, grp TEXT, key TEXT, old_value TEXT,"
+        " new_value TEXT, extra TEXT)"
+    )
+    value = '{"title":"milk","completed":false,"n":1}'
+    seq, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        rows = [
+            (seq + i + 1, 0, "state.set", "bench", None, f"k{i}", value, value, None)
+            for i in range(512)
+        ]
+        seq += 512
+        await db.execute("BEGIN IMMEDIATE")
+        await db.executemany("INSERT INTO log VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        await db.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    await db.close()
+    return {"rows": seq, "rows_per_s": seq / elapsed}
+
+
 def engine_with(data_root: Path, synchronous: str) -> EngineProcess:
     config = data_root / f"config-{synchronous}.yaml"
     config.write_text(
@@ -115,67 +185,88 @@ def engine_with(data_root: Path, synchronous: str) -> EngineProcess:
     return EngineProcess(data_root / f"data-{synchronous}", config=config).start()
 
 
+LEVELS = {1: (1, 1), 16: (4, 4), 64: (4, 16)}  # concurrency: (sockets, in flight)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--sockets", type=int, default=4)
-    parser.add_argument("--inflight", type=int, default=16)
     args = parser.parse_args()
-    opts = {
-        "seconds": args.seconds,
-        "warmup": args.warmup,
-        "sockets": args.sockets,
-        "inflight": args.inflight,
-    }
-    results: dict[str, Any] = {"concurrency": args.sockets * args.inflight}
+    results: dict[str, Any] = {"levels": {}}
+    value = {"title": "milk", "completed": False, "n": 1}
     with tempfile.TemporaryDirectory() as tmp:
-        for sync in ("full", "normal"):
-            proc = engine_with(Path(tmp), sync)
-            try:
+        root = Path(tmp)
+        proc = engine_with(root, "full")
+        try:
+            for level, (sockets, inflight) in LEVELS.items():
+                opts = {
+                    "seconds": args.seconds,
+                    "warmup": args.warmup,
+                    "sockets": sockets,
+                    "inflight": inflight,
+                }
                 run = uuid.uuid4().hex[:6]
-                value = {"title": "milk", "completed": False, "n": 1}
-                baseline = await load(
-                    proc.worker_url,
-                    "state::get",
-                    {"scope": "bench", "key": "k0"},
-                    **opts,
+                row = {
+                    "echo": await echo_baseline(opts),
+                    "get": await load(
+                        proc.worker_url,
+                        "state::get",
+                        {"scope": "bench", "key": "k0"},
+                        **opts,
+                    ),
+                    "set": await load(
+                        proc.worker_url,
+                        "state::set",
+                        lambda s, i, run=run: {
+                            "scope": "bench",
+                            "key": f"{run}-{s}-{i % 1000}",
+                            "value": value,
+                        },
+                        **opts,
+                    ),
+                    "update": await load(
+                        proc.worker_url,
+                        "state::update",
+                        lambda s, i, run=run: {
+                            "scope": "bench",
+                            "key": f"{run}-u-{i % 100}",
+                            "ops": [{"type": "increment", "path": "n", "by": 1}],
+                        },
+                        **opts,
+                    ),
+                }
+                row["set_vs_echo"] = (
+                    row["set"]["calls_per_s"] / row["echo"]["calls_per_s"]
                 )
-                sets = await load(
-                    proc.worker_url,
-                    "state::set",
-                    lambda s, i, run=run, value=value: {
-                        "scope": "bench",
-                        "key": f"{run}-{s}-{i % 1000}",
-                        "value": value,
-                    },
-                    **opts,
-                )
-            finally:
-                proc.stop()
-            results[sync] = {
-                "get_baseline": baseline,
-                "set": sets,
-                "set_vs_get": sets["calls_per_s"] / baseline["calls_per_s"],
-            }
-    print(
-        f"concurrency {results['concurrency']} "
-        f"({args.sockets} sockets x {args.inflight} in flight), "
-        f"{args.seconds:.0f}s each"
-    )
-    print(f"{'synchronous':<12}{'op':<12}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
-    for sync in ("full", "normal"):
-        for op, r in (
-            ("get (base)", results[sync]["get_baseline"]),
-            ("set", results[sync]["set"]),
-        ):
+                results["levels"][level] = row
+        finally:
+            proc.stop()
+        results["sqlite_full"] = await sqlite_baseline(
+            root / "raw-full.db", "full", args.seconds
+        )
+        results["sqlite_normal"] = await sqlite_baseline(
+            root / "raw-normal.db", "normal", args.seconds
+        )
+    print(f"{'c':>3} {'op':<8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    for level, row in results["levels"].items():
+        for op in ("echo", "get", "set", "update"):
+            r = row[op]
             print(
-                f"{sync:<12}{op:<12}{r['calls_per_s']:>10,.0f}"
+                f"{level:>3} {op:<8}{r['calls_per_s']:>10,.0f}"
                 f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
             )
-        print(f"{sync:<12}set/get ratio {results[sync]['set_vs_get']:.2f}")
+        print(f"{level:>3} state::set / raw WebSocket echo: {row['set_vs_echo']:.2f}")
+    top = results["levels"][64]["set"]["calls_per_s"]
+    for name in ("sqlite_full", "sqlite_normal"):
+        raw = results[name]["rows_per_s"]
+        results[f"set_c64_vs_{name}"] = top / raw
+        print(
+            f"raw aiosqlite batched inserts ({name.split('_')[1]}): "
+            f"{raw:,.0f} rows/s; state::set at c=64 is {top / raw:.3f} of it"
+        )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "state_set.json").write_text(json.dumps(results, indent=2))
