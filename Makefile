@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/streams.py
 	$(BIN)/python bench/replay.py --records 1000000
 	$(BIN)/python bench/todo_job.py
+	$(BIN)/python bench/report.py
 
 clean:
 	rm -rf $(VENV) data build *.egg-info
