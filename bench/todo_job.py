@@ -209,6 +209,17 @@ def pocketbase_binary() -> str:
     return found
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it is still busy after 10 s (a worker may have a
+    backlog of deliveries to work through)."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 def report(results: dict[str, Any], out: Path) -> None:
     print(
         f"{'S':>5} {'backend':<11}{'creates/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
@@ -282,8 +293,7 @@ def main() -> None:
                 )
             )
         finally:
-            worker.terminate()
-            worker.wait(10)
+            stop(worker)
             engine.stop()
         (root / "pb_migrations").mkdir()
         (root / "pb_migrations" / "1_todos.js").write_text(MIGRATION)
@@ -311,8 +321,7 @@ def main() -> None:
                 )
             )
         finally:
-            pb.terminate()
-            pb.wait(10)
+            stop(pb)
     report(results, Path(args.out))
 
 
