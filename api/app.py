@@ -127,7 +127,11 @@ class Server:
         log.info("log head at offset %d", store.head)
 
     async def _listen(self, app: web.Application, host: str, port: int) -> int:
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        # Shutdown closes the sockets first; handlers still running after 5 s
+        # are cancelled rather than waited for (aiohttp's default is 60 s).
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=5.0
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()

@@ -148,7 +148,9 @@ class StreamServer:
         return result.get("context") if isinstance(result, dict) else None
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=CLIENT_FRAME_LIMIT)
+        ws = web.WebSocketResponse(
+            heartbeat=30.0, max_msg_size=CLIENT_FRAME_LIMIT, timeout=2.0
+        )
         await ws.prepare(request)
         client = StreamClient(ws, context=await self._auth(request))
         self.clients.add(client)

@@ -46,6 +46,9 @@ from .rbac import RbacConfig, RbacSession
 
 log = logging.getLogger("iiilog.bridge")
 OUTBOX_SIZE = 4096
+# How long a close handshake may take before the socket is dropped (aiohttp's
+# default of 10 s can hold a shutdown up when a client is going away itself).
+CLOSE_TIMEOUT_S = 2.0
 
 
 class WorkerConnection:
@@ -476,7 +479,9 @@ async def worker_handler(request: web.Request) -> web.WebSocketResponse:
     engine: Engine = request.app["engine"]
     rbac: RbacConfig | None = request.app["rbac"]
     session = await _authenticate(engine, rbac, request) if rbac else None
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
+    ws = web.WebSocketResponse(
+        max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0, timeout=CLOSE_TIMEOUT_S
+    )
     await ws.prepare(request)
     if rbac is not None and session is None:
         await ws.send_str(
@@ -504,7 +509,9 @@ async def worker_handler(request: web.Request) -> web.WebSocketResponse:
 
 async def otel_handler(request: web.Request) -> web.WebSocketResponse:
     """Telemetry socket: ``LOGS`` and ``OTLP`` frames feed the log sink."""
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
+    ws = web.WebSocketResponse(
+        max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0, timeout=CLOSE_TIMEOUT_S
+    )
     await ws.prepare(request)
     logs: LogSink = request.app["logs"]
     async for msg in ws:
@@ -525,7 +532,7 @@ async def channel_handler(request: web.Request) -> web.StreamResponse:
     )
     if channel is None:
         raise web.HTTPNotFound(text="no such channel end")
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES)
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, timeout=CLOSE_TIMEOUT_S)
     await ws.prepare(request)
     if direction == "write":
         try:

@@ -116,11 +116,17 @@ class EngineProcess:
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM and wait: a clean shutdown."""
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        rc = self.proc.wait(timeout)
-        self.proc = None
-        return rc
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never leave an engine running behind a test
+            proc.wait(10)
+            raise AssertionError(
+                f"engine did not stop within {timeout}s of SIGTERM:\n{self.log()}"
+            ) from None
 
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""
