@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +192,32 @@ def test_second_engine_on_same_data_dir_is_refused(
     assert other.returncode == 2
     assert "in use by another engine" in other.stderr
     assert fresh_engine.alive()
+
+
+def test_shutdown_is_not_held_up_by_a_silent_client(
+    fresh_engine: EngineProcess,
+) -> None:
+    """A worker socket that never answers the close handshake cannot keep the
+    engine from stopping (nor lose what was acknowledged)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(fresh_engine.worker_url)
+    with sdk_worker(fresh_engine.worker_url, "before-stop") as c:
+        call(c, "state::set", {"scope": "stop", "key": "k", "value": 1})
+    raw = socket.create_connection((url.hostname, url.port))
+    try:
+        raw.sendall(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert raw.recv(1024).startswith(b"HTTP/1.1 101")
+        started = time.monotonic()
+        assert fresh_engine.stop(timeout=12) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        raw.close()
+    fresh_engine.start()
+    with sdk_worker(fresh_engine.worker_url, "after-stop") as c:
+        assert call(c, "state::get", {"scope": "stop", "key": "k"}) == 1
