@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -265,3 +266,27 @@ def todo_history(client: Any, n: int, seed: int) -> None:
                 "state::delete",
                 {"scope": "todos", "key": ids.pop(rng.randrange(len(ids)))},
             )
+
+
+MAIN_LISTENER = "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+
+
+def engine_with(
+    root: Path, modules: str, env: dict[str, str] | None = None
+) -> EngineProcess:
+    """A started engine whose config is the worker port (0) plus ``modules``
+    (YAML list entries), with its data dir under ``root``."""
+    config = root / "config.yaml"
+    config.write_text("workers:\n" + MAIN_LISTENER + modules)
+    return EngineProcess(root / "data", config=config, env=env).start()
+
+
+def query_log(
+    data_dir: Path, sql: str, params: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Read the engine's SQLite file directly, read-only (beside a live engine)."""
+    db = sqlite3.connect(f"file:{data_dir / 'log.sqlite3'}?mode=ro", uri=True)
+    try:
+        return list(db.execute(sql, params))
+    finally:
+        db.close()

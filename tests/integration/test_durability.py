@@ -14,15 +14,19 @@ from typing import Any
 
 from iii import InvocationError
 
-from tests.harness import ROOT, EngineProcess, call, replay, sdk_worker, wait_until
+from tests.harness import (
+    ROOT,
+    EngineProcess,
+    call,
+    query_log,
+    replay,
+    sdk_worker,
+    wait_until,
+)
 
 
 def offsets(data_dir: Path) -> list[int]:
-    db = sqlite3.connect(f"file:{data_dir / 'log.sqlite3'}?mode=ro", uri=True)
-    try:
-        return [r[0] for r in db.execute("SELECT seq FROM log ORDER BY seq")]
-    finally:
-        db.close()
+    return [r[0] for r in query_log(data_dir, "SELECT seq FROM log ORDER BY seq")]
 
 
 def random_history(client: Any, seed: int, n: int) -> None:

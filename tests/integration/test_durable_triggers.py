@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,6 +24,8 @@ from tests.harness import (
     ROOT,
     EngineProcess,
     call,
+    engine_with,
+    query_log,
     sdk_worker,
     wait_until,
 )
@@ -174,14 +175,11 @@ def test_todo_metrics_catch_up_after_worker_kill_9(
 
 
 def test_failing_handler_is_retried_then_parked(tmp_path: Path) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "workers:\n"
-        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+    proc = engine_with(
+        tmp_path,
         "  - name: iiilog-triggers\n"
-        "    config: {max_attempts: 3, backoff_ms: 10, backoff_max_ms: 20}\n"
+        "    config: {max_attempts: 3, backoff_ms: 10, backoff_max_ms: 20}\n",
     )
-    proc = EngineProcess(tmp_path / "data", config=config).start()
     seen = Recorder()
 
     cured = threading.Event()
@@ -406,13 +404,10 @@ def test_cursor_survives_engine_kill_9(fixed_port_engine: EngineProcess) -> None
 
 def test_keyed_concurrency_keeps_per_key_order(tmp_path: Path) -> None:
     """``max_in_flight > 1``: keys run concurrently, each key in offset order."""
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "workers:\n"
-        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
-        "  - name: iiilog-triggers\n    config: {max_in_flight: 8}\n"
+    proc = engine_with(
+        tmp_path,
+        "  - name: iiilog-triggers\n    config: {max_in_flight: 8}\n",
     )
-    proc = EngineProcess(tmp_path / "data", config=config).start()
     seen: list[tuple[str, int]] = []
     running = {"now": 0, "max": 0}
     lock = threading.Lock()
@@ -446,21 +441,13 @@ def test_keyed_concurrency_keeps_per_key_order(tmp_path: Path) -> None:
 
 
 def test_write_tags_expire(tmp_path: Path) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "workers:\n"
-        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
-        "  - name: iiilog-triggers\n    config: {dedupe_retention_ms: 1000}\n"
+    proc = engine_with(
+        tmp_path,
+        "  - name: iiilog-triggers\n    config: {dedupe_retention_ms: 1000}\n",
     )
-    proc = EngineProcess(tmp_path / "data", config=config).start()
-    db_path = proc.data_dir / "log.sqlite3"
 
     def tags() -> int:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        try:
-            return int(db.execute("SELECT COUNT(*) FROM dedupe").fetchone()[0])
-        finally:
-            db.close()
+        return int(query_log(proc.data_dir, "SELECT COUNT(*) FROM dedupe")[0][0])
 
     try:
         with sdk_worker(proc.worker_url, "tagger") as w:

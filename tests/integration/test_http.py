@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import EngineProcess, Http, call, sdk_worker, wait_until
+from tests.harness import EngineProcess, Http, call, engine_with, sdk_worker, wait_until
 
 CALLS: list[str] = []
 
@@ -261,14 +261,11 @@ def test_route_conflict_is_rejected(
 
 
 def test_timeout_is_504(tmp_path: Path) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "workers:\n"
-        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+    proc = engine_with(
+        tmp_path,
         "  - name: iii-http\n    config: {port: 0, host: 127.0.0.1,"
-        " default_timeout: 300}\n"
+        " default_timeout: 300}\n",
     )
-    proc = EngineProcess(tmp_path / "data", config=config).start()
     try:
         api = Http(proc.http_url)
         with sdk_worker(proc.worker_url, "slow") as w:

@@ -15,7 +15,7 @@ import pytest
 from iii import InvocationError
 from iii_helpers.http import HttpInvocationConfig
 
-from tests.harness import EngineProcess, call, sdk_worker, wait_until
+from tests.harness import EngineProcess, call, engine_with, sdk_worker, wait_until
 
 
 class Webhook(BaseHTTPRequestHandler):
@@ -64,17 +64,13 @@ def webhook() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def hf_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
     root: Path = tmp_path_factory.mktemp("hf")
-    config = root / "config.yaml"
-    config.write_text(
-        "workers:\n"
-        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+    proc = engine_with(
+        root,
         "  - name: iii-http-functions\n    config:\n      security:\n"
         "        url_allowlist: [127.0.0.1, localhost]\n"
-        "        block_private_ips: false\n        require_https: false\n"
+        "        block_private_ips: false\n        require_https: false\n",
+        env={"HOOK_TOKEN": "s3cret"},
     )
-    proc = EngineProcess(
-        root / "data", config=config, env={"HOOK_TOKEN": "s3cret"}
-    ).start()
     try:
         yield proc
     finally:

@@ -22,6 +22,8 @@ from tests.harness import (
     EngineProcess,
     Http,
     call,
+    engine_with,
+    query_log,
     replay,
     sdk_worker,
     todo_history,
@@ -111,24 +113,17 @@ def test_new_projection_builds_from_history(fresh_engine: EngineProcess) -> None
 
 
 def test_snapshots_equal_a_full_refold(tmp_path: Path) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "workers:\n"
-        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
-        "  - name: iiilog-projections\n    config: {snapshot_interval_s: 0.2}\n"
+    proc = engine_with(
+        tmp_path,
+        "  - name: iiilog-projections\n    config: {snapshot_interval_s: 0.2}\n",
     )
-    proc = EngineProcess(tmp_path / "data", config=config).start()
-    db_path = proc.data_dir / "log.sqlite3"
 
     def snapshot_position() -> int:
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-        try:
-            row = db.execute(
-                "SELECT position FROM projections WHERE name='todo-metrics'"
-            ).fetchone()
-            return int(row[0]) if row else 0
-        finally:
-            db.close()
+        rows = query_log(
+            proc.data_dir,
+            "SELECT position FROM projections WHERE name='todo-metrics'",
+        )
+        return int(rows[0][0]) if rows else 0
 
     try:
         with sdk_worker(proc.worker_url, "snap") as c:

@@ -16,6 +16,7 @@ from iii import InvocationError
 from tests.harness import (
     EngineProcess,
     call,
+    engine_with,
     sdk_worker,
     wait_until,
 )
@@ -174,14 +175,11 @@ def test_join_refusal_and_leave(engine: EngineProcess, client: Any) -> None:
 
 @pytest.fixture
 def auth_engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "workers:\n"
-        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+    proc = engine_with(
+        tmp_path,
         "  - name: iii-stream\n    config: {port: 0, host: 127.0.0.1,"
-        " auth_function: 'sx::auth'}\n"
+        " auth_function: 'sx::auth'}\n",
     )
-    proc = EngineProcess(tmp_path / "data", config=config).start()
     try:
         yield proc
     finally:

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.harness import EngineProcess
+from tests.harness import EngineProcess, engine_with
 from tests.wsclients import RawWorker
 
 
@@ -425,14 +425,11 @@ async def test_thousand_subscribers(
 async def test_retention_gives_an_explicit_reset(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "workers:\n"
-        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+    proc = engine_with(
+        tmp_path,
         "  - name: iii-stream\n    config: {port: 0, host: 127.0.0.1,"
-        " send_retention_ms: 1, prune_interval_ms: 50}\n"
+        " send_retention_ms: 1, prune_interval_ms: 50}\n",
     )
-    proc = EngineProcess(tmp_path / "data", config=config).start()
     try:
         async with session.ws_connect(proc.worker_url) as ws:
             w = RawWorker(ws)

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.harness import EngineProcess
+from tests.harness import EngineProcess, engine_with
 from tests.wsclients import RawWorker
 
 
@@ -305,14 +305,11 @@ async def test_large_message_round_trip(worker: RawWorker) -> None:
 
 
 async def test_value_too_large(tmp_path: Path, session: aiohttp.ClientSession) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "workers:\n"
-        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+    proc = engine_with(
+        tmp_path,
         "  - name: iii-state\n    config: {max_value_bytes: 64}\n"
-        "  - name: iii-made-up-module\n"
+        "  - name: iii-made-up-module\n",
     )
-    proc = EngineProcess(tmp_path / "data", config=config).start()
     try:
         async with session.ws_connect(proc.worker_url) as ws:
             w = RawWorker(ws)
@@ -486,15 +483,12 @@ async def test_blank_namespace_is_refused(worker: RawWorker) -> None:
 async def test_rbac_listener_refuses_failed_auth(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "workers:\n"
-        "  - name: iii-worker-manager\n    config: {port: 0, host: 127.0.0.1}\n"
+    proc = engine_with(
+        tmp_path,
         "  - name: iii-worker-manager\n    config:\n      host: 127.0.0.1\n"
         "      port: 0\n      rbac: {auth_function_id: 'auth::missing',"
-        " expose_functions: ['match(\"pub::*\")']}\n"
+        " expose_functions: ['match(\"pub::*\")']}\n",
     )
-    proc = EngineProcess(tmp_path / "data", config=config).start()
     try:
         async with session.ws_connect(proc.info["rbac_url"]) as ws:
             msg = await ws.receive(5)
