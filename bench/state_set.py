@@ -32,6 +32,7 @@ import aiosqlite
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.baseline_server import python_server
 from tests.harness import EngineProcess
 
 
@@ -133,16 +134,8 @@ asyncio.run(main())
 async def echo_baseline(opts: dict[str, Any]) -> dict[str, Any]:
     """The transport's ceiling: an aiohttp server that answers every call
     immediately, driven by the same load generator."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", ECHO_SERVER, stdout=asyncio.subprocess.PIPE
-    )
-    try:
-        assert proc.stdout is not None
-        port = int(await proc.stdout.readline())
+    async with python_server(ECHO_SERVER) as port:
         return await load(f"ws://127.0.0.1:{port}/", "echo", {"x": 1}, **opts)
-    finally:
-        proc.kill()
-        await proc.wait()
 
 
 async def sqlite_baseline(

@@ -30,6 +30,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.baseline_server import python_server
 from tests.harness import EngineProcess
 from tests.wsclients import RawWorker
 
@@ -167,31 +168,18 @@ asyncio.run(main())
 
 
 async def push_baseline(frame: str, n: int) -> dict[str, Any]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        BASELINE_SERVER,
-        frame,
-        str(n),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        port = int(await proc.stdout.readline())
-        async with (
-            aiohttp.ClientSession() as session,
-            session.ws_connect(f"ws://127.0.0.1:{port}/") as ws,
-        ):
-            started = time.perf_counter()
-            got = 0
-            async for _ in ws:
-                got += 1
-                if got == n:
-                    break
-            elapsed = time.perf_counter() - started
-    finally:
-        proc.kill()
-        await proc.wait()
+    async with (
+        python_server(BASELINE_SERVER, frame, str(n)) as port,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"ws://127.0.0.1:{port}/") as ws,
+    ):
+        started = time.perf_counter()
+        got = 0
+        async for _ in ws:
+            got += 1
+            if got == n:
+                break
+        elapsed = time.perf_counter() - started
     return {"records": n, "records_per_s": n / elapsed}
 
 
