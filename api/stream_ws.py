@@ -148,8 +148,10 @@ class StreamServer:
         return result.get("context") if isinstance(result, dict) else None
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        # No permessage-deflate: a fan-out frame is encoded once and written
+        # as is to every subscriber, not compressed once per subscriber.
         ws = web.WebSocketResponse(
-            heartbeat=30.0, max_msg_size=CLIENT_FRAME_LIMIT, timeout=2.0
+            heartbeat=30.0, max_msg_size=CLIENT_FRAME_LIMIT, timeout=2.0, compress=False
         )
         await ws.prepare(request)
         client = StreamClient(ws, context=await self._auth(request))

@@ -480,7 +480,10 @@ async def worker_handler(request: web.Request) -> web.WebSocketResponse:
     rbac: RbacConfig | None = request.app["rbac"]
     session = await _authenticate(engine, rbac, request) if rbac else None
     ws = web.WebSocketResponse(
-        max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0, timeout=CLOSE_TIMEOUT_S
+        max_msg_size=MAX_MESSAGE_BYTES,
+        heartbeat=20.0,
+        timeout=CLOSE_TIMEOUT_S,
+        compress=False,  # as iii: no permessage-deflate (it costs both ends CPU)
     )
     await ws.prepare(request)
     if rbac is not None and session is None:
@@ -510,7 +513,10 @@ async def worker_handler(request: web.Request) -> web.WebSocketResponse:
 async def otel_handler(request: web.Request) -> web.WebSocketResponse:
     """Telemetry socket: ``LOGS`` and ``OTLP`` frames feed the log sink."""
     ws = web.WebSocketResponse(
-        max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0, timeout=CLOSE_TIMEOUT_S
+        max_msg_size=MAX_MESSAGE_BYTES,
+        heartbeat=20.0,
+        timeout=CLOSE_TIMEOUT_S,
+        compress=False,  # as iii: no permessage-deflate (it costs both ends CPU)
     )
     await ws.prepare(request)
     logs: LogSink = request.app["logs"]
@@ -532,7 +538,9 @@ async def channel_handler(request: web.Request) -> web.StreamResponse:
     )
     if channel is None:
         raise web.HTTPNotFound(text="no such channel end")
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, timeout=CLOSE_TIMEOUT_S)
+    ws = web.WebSocketResponse(
+        max_msg_size=MAX_MESSAGE_BYTES, timeout=CLOSE_TIMEOUT_S, compress=False
+    )
     await ws.prepare(request)
     if direction == "write":
         try:

@@ -187,14 +187,18 @@ async def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument(
+        "--levels", default="1,16,64", help="concurrency levels, comma separated"
+    )
     args = parser.parse_args()
+    levels = {int(c): LEVELS[int(c)] for c in args.levels.split(",")}
     results: dict[str, Any] = {"levels": {}}
     value = {"title": "milk", "completed": False, "n": 1}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         proc = engine_with(root, "full")
         try:
-            for level, (sockets, inflight) in LEVELS.items():
+            for level, (sockets, inflight) in levels.items():
                 opts = {
                     "seconds": args.seconds,
                     "warmup": args.warmup,
@@ -252,7 +256,7 @@ async def main() -> None:
                 f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}"
             )
         print(f"{level:>3} state::set / raw WebSocket echo: {row['set_vs_echo']:.2f}")
-    top = results["levels"][64]["set"]["calls_per_s"]
+    top = results["levels"][max(levels)]["set"]["calls_per_s"]
     for name in ("sqlite_full", "sqlite_normal"):
         raw = results[name]["rows_per_s"]
         results[f"set_c64_vs_{name}"] = top / raw

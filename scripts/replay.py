@@ -44,6 +44,7 @@ from eventlog import (
     SqliteStore,
 )
 from eventlog.codec import dumps, loads
+from eventlog.store import scan_log
 from projections.base import Projection
 from projections.registry import builtin
 from projections.views import InlineViews, rows
@@ -75,37 +76,50 @@ async def fold_log(
     *,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> int:
-    """One pass over the log; each target stops at its own ``until``."""
+    """One pass over the log; each target stops at its own ``until``.
+
+    The pass runs on a thread with a read connection of its own (the folds
+    are pure; nothing else touches the targets meanwhile).
+    """
+    return await asyncio.to_thread(_fold, store.path, targets, progress)
+
+
+def _fold(
+    path: Path,
+    targets: list[Target],
+    progress: Callable[[int, int, int], None] | None,
+) -> int:
     end = max((t.until for t in targets), default=0)
     start = min((t.position for t in targets), default=0)
     # A target is never folded past its capture, so its state is captured as is.
     for t in targets:
         if t.position >= t.until:
             t.captured = t.state
-    cursor, count = start, 0
-    while cursor < end:
-        records = await store.read(cursor, min(BATCH, end - cursor))
-        if not records:
-            break
+    count = 0
+    for records in scan_log(path, start, end):
+        first, last = records[0].offset, records[-1].offset
         for t in targets:
             if t.captured is not None:
                 continue
-            fold, state = t.fold, t.state
-            for record in records:
-                if record.offset <= t.position:
-                    continue
-                if record.offset > t.until:
-                    break
-                if t.accepts(record):
-                    state = fold.apply(state, record)
+            chunk = records
+            if t.position >= first or t.until < last:  # offsets may have holes
+                chunk = [r for r in records if t.position < r.offset <= t.until]
+            state, apply = t.state, t.fold.apply
+            if isinstance(t.fold, InlineViews):
+                for record in chunk:
+                    state = apply(state, record)
+            else:
+                accepts = t.fold.accepts
+                for record in chunk:
+                    if accepts(record):
+                        state = apply(state, record)
             t.state = state
-            t.position = min(records[-1].offset, t.until)
+            t.position = min(last, t.until)
             if t.position >= t.until:
                 t.captured = state
-        cursor = records[-1].offset
         count += len(records)
         if progress is not None:
-            progress(cursor, end, count)
+            progress(last, end, count)
     for t in targets:
         if t.captured is None:
             t.captured = t.state

@@ -62,7 +62,7 @@ def main() -> None:
     url = os.environ.get("III_URL", "ws://127.0.0.1:49134")
     iii = register_worker(url, InitOptions(worker_name="reactive-backend"))
 
-    def create(req: dict[str, Any]) -> dict[str, Any]:
+    async def create(req: dict[str, Any]) -> dict[str, Any]:
         body = req.get("body") or {}
         title = body.get("title") if isinstance(body, dict) else None
         if not isinstance(title, str) or not title.strip():
@@ -80,7 +80,7 @@ def main() -> None:
             "completed": False,
             "created_at": now_iso(),
         }
-        iii.trigger(
+        await iii.trigger_async(
             {
                 "function_id": "state::set",
                 "payload": {"scope": SCOPE, "key": todo_id, "value": todo},
@@ -88,20 +88,22 @@ def main() -> None:
         )
         return {"status_code": 201, "body": todo}
 
-    def list_todos(req: dict[str, Any]) -> dict[str, Any]:
-        todos = iii.trigger({"function_id": "state::list", "payload": {"scope": SCOPE}})
+    async def list_todos(req: dict[str, Any]) -> dict[str, Any]:
+        todos = await iii.trigger_async(
+            {"function_id": "state::list", "payload": {"scope": SCOPE}}
+        )
         return {"status_code": 200, "body": todos}
 
-    def toggle(req: dict[str, Any]) -> dict[str, Any]:
+    async def toggle(req: dict[str, Any]) -> dict[str, Any]:
         body = req.get("body") or {}
         todo_id = body.get("id") if isinstance(body, dict) else None
-        current = iii.trigger(
+        current = await iii.trigger_async(
             {"function_id": "state::get", "payload": {"scope": SCOPE, "key": todo_id}}
         )
         if current is None:
             raise ValueError(f"Todo {todo_id} not found")
         completed = not current.get("completed", False)
-        iii.trigger(
+        await iii.trigger_async(
             {
                 "function_id": "state::update",
                 "payload": {
@@ -116,10 +118,10 @@ def main() -> None:
         )
         return {"status_code": 200, "body": {"id": todo_id, "completed": completed}}
 
-    def delete(req: dict[str, Any]) -> dict[str, Any]:
+    async def delete(req: dict[str, Any]) -> dict[str, Any]:
         body = req.get("body") or {}
         todo_id = body.get("id") if isinstance(body, dict) else None
-        iii.trigger(
+        await iii.trigger_async(
             {
                 "function_id": "state::delete",
                 "payload": {"scope": SCOPE, "key": todo_id},
@@ -127,8 +129,8 @@ def main() -> None:
         )
         return {"status_code": 200, "body": {"deleted": todo_id}}
 
-    def get_metrics(req: dict[str, Any]) -> dict[str, Any]:
-        metrics = iii.trigger(
+    async def get_metrics(req: dict[str, Any]) -> dict[str, Any]:
+        metrics = await iii.trigger_async(
             {
                 "function_id": "state::get",
                 "payload": {"scope": METRICS[0], "key": METRICS[1]},
@@ -136,10 +138,10 @@ def main() -> None:
         )
         return {"status_code": 200, "body": metrics or {"total": 0, "completed": 0}}
 
-    def on_change(event: dict[str, Any]) -> None:
+    async def on_change(event: dict[str, Any]) -> None:
         action = classify(event)
-        log.info("todo %s: %s", event.get("key"), action)
-        iii.trigger(
+        log.debug("todo %s: %s", event.get("key"), action)
+        await iii.trigger_async(
             {
                 "function_id": "stream::send",
                 "payload": {
@@ -156,10 +158,10 @@ def main() -> None:
             }
         )
 
-    def update_metrics(event: dict[str, Any]) -> None:
+    async def update_metrics(event: dict[str, Any]) -> None:
         ops = metric_ops(event)
         if ops:
-            iii.trigger(
+            await iii.trigger_async(
                 {
                     "function_id": "state::update",
                     "payload": {"scope": METRICS[0], "key": METRICS[1], "ops": ops},
