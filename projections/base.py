@@ -4,6 +4,14 @@
 ``apply(state, record)`` the next one. No awaits, no database, no clock: time
 and ids come from the record. States are JSON values (they are stored as
 JSON); ``apply`` may update the accumulator in place and return it.
+
+A projection may also set ``compactable = True``: it promises to be a
+last-writer-wins map over view addresses (it ignores records that change no
+view), so that folding, per address, only its latest record and the latest ones
+that created and deleted it gives the same state as folding every record
+(``todos`` and the inline views are such maps; counters such as
+``todo-metrics`` are not). A replay then folds the compacted log, which SQLite
+computes, instead of the whole history.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ from eventlog import Record
 
 class Todos:
     name = "todos"
+    compactable = True  # key -> latest value, in creation order
 
     def accepts(self, record: Record) -> bool:
-        return record.space == "state" and record.scope == "todos"
+        return record.space == "state" and record.scope == "todos" and record.in_view
 
     def initial(self) -> dict[str, Any]:
         return {}

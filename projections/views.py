@@ -19,6 +19,7 @@ ViewState = dict[Address, tuple[int, Any]]  # address -> (list position, value)
 
 class InlineViews:
     name = "views"
+    compactable = True
 
     def initial(self) -> ViewState:
         return {}

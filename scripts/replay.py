@@ -26,6 +26,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from eventlog import (
     SqliteStore,
 )
 from eventlog.codec import dumps, loads
-from eventlog.store import scan_log
+from eventlog.store import scan_compacted, scan_log
 from projections.base import Projection
 from projections.registry import builtin
 from projections.views import InlineViews, rows
@@ -89,41 +90,70 @@ def _fold(
     targets: list[Target],
     progress: Callable[[int, int, int], None] | None,
 ) -> int:
-    end = max((t.until for t in targets), default=0)
-    start = min((t.position for t in targets), default=0)
+    """Targets that are not compactable fold every record, in one pass.
+    Compactable ones (last writer wins per address, ``projections/base.py``)
+    fold the compacted log instead, which SQLite computes on a second thread
+    while the full pass runs."""
     # A target is never folded past its capture, so its state is captured as is.
     for t in targets:
         if t.position >= t.until:
             t.captured = t.state
-    count = 0
-    for records in scan_log(path, start, end):
-        first, last = records[0].offset, records[-1].offset
-        for t in targets:
-            if t.captured is not None:
-                continue
-            chunk = records
-            if t.position >= first or t.until < last:  # offsets may have holes
-                chunk = [r for r in records if t.position < r.offset <= t.until]
-            state, apply = t.state, t.fold.apply
-            if isinstance(t.fold, InlineViews):
-                for record in chunk:
-                    state = apply(state, record)
-            else:
-                accepts = t.fold.accepts
-                for record in chunk:
-                    if accepts(record):
-                        state = apply(state, record)
-            t.state = state
-            t.position = min(last, t.until)
-            if t.position >= t.until:
-                t.captured = state
-        count += len(records)
-        if progress is not None:
-            progress(last, end, count)
+    active = [t for t in targets if t.captured is None]
+    if not active:
+        return 0
+    span = max(t.until for t in active) - min(t.position for t in active)
+    compacted = [t for t in active if getattr(t.fold, "compactable", False)]
+    full = [t for t in active if t not in compacted]
+    with ThreadPoolExecutor(1) as pool:
+        windows = {(t.position, t.until) for t in compacted}
+        pending = {w: pool.submit(scan_compacted, path, *w) for w in windows}
+        count = _fold_full(path, full, progress) if full else span
+        for t in compacted:
+            _fold_chunk(t, pending[(t.position, t.until)].result())
     for t in targets:
         if t.captured is None:
             t.captured = t.state
     return count
+
+
+def _fold_full(
+    path: Path,
+    targets: list[Target],
+    progress: Callable[[int, int, int], None] | None,
+) -> int:
+    end = max(t.until for t in targets)
+    count = 0
+    for records in scan_log(path, min(t.position for t in targets), end):
+        for t in targets:
+            if t.captured is None:
+                _fold_chunk(t, records)
+        count += len(records)
+        if progress is not None:
+            progress(records[-1].offset, end, count)
+    return count
+
+
+def _fold_chunk(t: Target, records: list[Record]) -> None:
+    """Fold the records of ``t``'s window (offset order; offsets may have holes)."""
+    if not records:
+        return
+    first, last = records[0].offset, records[-1].offset
+    chunk = records
+    if t.position >= first or t.until < last:
+        chunk = [r for r in records if t.position < r.offset <= t.until]
+    state, apply = t.state, t.fold.apply
+    if isinstance(t.fold, InlineViews):
+        for record in chunk:
+            state = apply(state, record)
+    else:
+        accepts = t.fold.accepts
+        for record in chunk:
+            if accepts(record):
+                state = apply(state, record)
+    t.state = state
+    t.position = min(last, t.until)
+    if t.position >= t.until:
+        t.captured = state
 
 
 def view_diff(
