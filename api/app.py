@@ -136,8 +136,7 @@ class Server:
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
         self._runners.append(runner)
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
+        server: Any = site._server  # asyncio's or uvloop's Server
         return int(server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:

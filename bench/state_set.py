@@ -127,7 +127,7 @@ async def main():
     site = web.TCPSite(runner, "127.0.0.1", 0); await site.start()
     print(site._server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
-asyncio.run(main())
+import uvloop; uvloop.run(main())  # the same loop as the engine
 """
 
 

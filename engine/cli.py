@@ -127,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return asyncio.run(status(args))
     try:
+        if os.environ.get("IIILOG_LOOP", "uvloop") == "uvloop":
+            import uvloop
+
+            return uvloop.run(serve(args))
         return asyncio.run(serve(args))
     except ConfigError as e:
         log.error("config error: %s", e)

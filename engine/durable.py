@@ -83,6 +83,24 @@ def start_position(config: Any, head: int) -> int:
     )
 
 
+def delivery_limit(config: Any, default: int) -> int:
+    """Deliveries in flight for one subscription: the trigger's own
+    ``max_in_flight`` if it sets one, else the engine's default."""
+    wanted = config.get("max_in_flight") if isinstance(config, dict) else None
+    if wanted is None:
+        return default
+    if (
+        isinstance(wanted, int)
+        and not isinstance(wanted, bool)
+        and 1 <= wanted <= 10_000
+    ):
+        return wanted
+    raise TriggerRegistrationFailed(
+        "Failed to parse trigger config: `max_in_flight` must be an integer"
+        " from 1 to 10000"
+    )
+
+
 def delivery_trace(key: str, offset: int) -> str:
     return hashlib.sha256(f"{key}:{offset}".encode()).hexdigest()[:32]
 
@@ -97,6 +115,7 @@ class Subscription:
     payload: Payload
     condition: str | None
     cursor: int
+    max_in_flight: int = 1
     bindings: dict[str, TriggerBinding] = field(default_factory=dict)
     task: asyncio.Task[Any] | None = None
     saved: int = -1
@@ -138,6 +157,7 @@ class DurableTriggers:
         binding.state = key
         sub = self.subs.get(key)
         if sub is None:
+            limit = delivery_limit(binding.config, self.policy.max_in_flight)
             saved = await self.engine.store.cursor(key)
             cursor = (
                 saved
@@ -153,6 +173,7 @@ class DurableTriggers:
                 payload,
                 condition,
                 cursor,
+                limit,
                 saved=saved if saved is not None else -1,
             )
             self.subs[key] = sub
@@ -179,7 +200,7 @@ class DurableTriggers:
     # -- delivery ----------------------------------------------------------------------
 
     async def _run(self, sub: Subscription) -> None:
-        if self.policy.max_in_flight > 1:
+        if sub.max_in_flight > 1:
             await self._run_keyed(sub)
             return
         tail = self.engine.tail
@@ -200,7 +221,7 @@ class DurableTriggers:
         it still only covers records whose handler answered.
         """
         tail = self.engine.tail
-        slots = asyncio.Semaphore(self.policy.max_in_flight)
+        slots = asyncio.Semaphore(sub.max_in_flight)
         running: dict[int, asyncio.Task[Any]] = {}
         last_of_key: dict[tuple[str, str | None, str | None], asyncio.Task[Any]] = {}
         read = sub.cursor

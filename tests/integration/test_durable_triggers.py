@@ -440,6 +440,60 @@ def test_keyed_concurrency_keeps_per_key_order(tmp_path: Path) -> None:
     assert running["max"] > 1
 
 
+def test_trigger_sets_its_own_max_in_flight(
+    engine: EngineProcess, client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trigger's ``max_in_flight`` overrides the engine default (1) for its
+    subscription only; per key the order holds. Bad values are refused."""
+    ordered, keyed = Recorder(), Recorder()
+    running = {"now": 0, "max": 0}
+    lock = threading.Lock()
+
+    def slow(event: dict[str, Any]) -> None:
+        with lock:
+            running["now"] += 1
+            running["max"] = max(running["max"], running["now"])
+        threading.Event().wait(0.02)  # the handler's own work
+        with lock:
+            running["now"] -= 1
+        keyed(event)
+
+    with sdk_worker(engine.worker_url, "own-limit") as w:
+        w.register_function("d::own-keyed", slow)
+        w.register_function("d::own-ordered", ordered)
+        for fid, cfg in (
+            ("d::own-keyed", {"scope": "own", "max_in_flight": 16}),
+            ("d::own-ordered", {"scope": "own"}),
+        ):
+            w.register_trigger({"type": "state", "function_id": fid, "config": cfg})
+        for bad in (0, "many", True, 10_001):
+            w.register_function(f"d::bad-limit-{bad}", Recorder())
+            w.register_trigger(
+                {
+                    "type": "state",
+                    "function_id": f"d::bad-limit-{bad}",
+                    "config": {"scope": "own", "max_in_flight": bad},
+                }
+            )
+        wait_until(lambda: bound(w, "d::own-keyed") and bound(w, "d::own-ordered"))
+        for i in range(8):
+            for key in ("a", "b", "c", "d"):
+                call(w, "state::set", {"scope": "own", "key": key, "value": i})
+        wait_until(lambda: len(keyed.events) == 32 and len(ordered.events) == 32)
+        wait_until(lambda: caplog.text.count("`max_in_flight` must be") >= 4)
+        for bad in (0, "many", True, 10_001):
+            assert not bound(client, f"d::bad-limit-{bad}")
+    for key in ("a", "b", "c", "d"):
+        assert [e["new_value"] for e in keyed.events if e["key"] == key] == list(
+            range(8)
+        )
+    assert running["max"] > 1
+    # The other subscription on the same records kept the engine default:
+    # strictly the write order.
+    values = [(e["key"], e["new_value"]) for e in ordered.events]
+    assert values == [(k, i) for i in range(8) for k in ("a", "b", "c", "d")]
+
+
 def test_write_tags_expire(tmp_path: Path) -> None:
     proc = engine_with(
         tmp_path,
