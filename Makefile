@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/state_set.py
 	$(BIN)/python bench/streams.py
 	$(BIN)/python bench/replay.py --records 1000000
+	$(BIN)/python bench/http_load.py
 	$(BIN)/python bench/todo_job.py
 	$(BIN)/python bench/report.py
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,8 +33,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline_server import python_server
-from bench.todo_job import stop, wait_http
-from tests.harness import ROOT, EngineProcess
+from bench.todo_job import start_todo_worker, stop, wait_http
+from tests.harness import EngineProcess
 
 
 def pct(values: list[float], q: float) -> float:
@@ -161,13 +159,7 @@ def run_scenario(seconds: float, warmup: float) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         engine = EngineProcess(Path(tmp) / "data").start()
-        worker = subprocess.Popen(
-            [sys.executable, "examples/todo/worker.py"],
-            cwd=ROOT,
-            env={**os.environ, "III_URL": engine.worker_url, "OTEL_ENABLED": "false"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        worker = start_todo_worker(engine)
         try:
             results["iiilog"] = asyncio.run(engine_scenario(engine.http_url, opts))
         finally:

@@ -35,7 +35,6 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.config import DEFAULT_CONFIG
 from tests.harness import ROOT, EngineProcess
 
 MIGRATION = """
@@ -83,12 +82,23 @@ Subscribe = Callable[
 ]
 
 
+def cpu_seconds(pids: list[int]) -> list[float]:
+    """User + system CPU time each server process has used so far."""
+    out = []
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        out.append(ticks / os.sysconf("SC_CLK_TCK"))
+    return out
+
+
 async def run_job(
     create_url: str,
     subscribe: Subscribe,
     subscribers: int,
     creators: int,
     seconds: float,
+    pids: list[int],
 ) -> dict[str, Any]:
     sent: dict[str, float] = {}
     latencies: list[float] = []
@@ -123,9 +133,10 @@ async def run_job(
                         raise RuntimeError(f"create failed: {resp.status}")
                 done += 1
 
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_seconds(pids)
         await asyncio.gather(*(creator(n) for n in range(creators)))
         elapsed = time.perf_counter() - started
+        cpu = [a - b for a, b in zip(cpu_seconds(pids), cpu_before, strict=True)]
         expected = done * subscribers
         if len(latencies) >= expected:
             complete.set()
@@ -144,6 +155,10 @@ async def run_job(
         "expected_deliveries": done * subscribers,
         "p50_ms": pct(latencies, 0.5),
         "p99_ms": pct(latencies, 0.99),
+        # Server-side CPU per create while creating (iiilog: engine, worker;
+        # PocketBase: its one process): what the shared cores are spent on.
+        "server_cpu_ms_per_create": sum(cpu) * 1000 / max(done, 1),
+        "cpu_ms_per_create_by_process": [c * 1000 / max(done, 1) for c in cpu],
     }
 
 
@@ -209,6 +224,17 @@ def pocketbase_binary() -> str:
     return found
 
 
+def start_todo_worker(engine: EngineProcess) -> subprocess.Popen[bytes]:
+    """``examples/todo/worker.py`` against ``engine`` (OTel off, output dropped)."""
+    return subprocess.Popen(
+        [sys.executable, "examples/todo/worker.py"],
+        cwd=ROOT,
+        env={**os.environ, "III_URL": engine.worker_url, "OTEL_ENABLED": "false"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL if it is still busy after 10 s (a worker may have a
     backlog of deliveries to work through)."""
@@ -250,39 +276,28 @@ def main() -> None:
     parser.add_argument("--creators", type=int, default=16)
     parser.add_argument("--subscribers", type=int, nargs="*", default=[1, 10, 100])
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument(
-        "--max-in-flight",
-        type=int,
-        default=1,
-        help="iiilog trigger deliveries in flight per subscription",
-    )
     args = parser.parse_args()
     results: dict[str, Any] = {"iiilog": [], "pocketbase": []}
 
     async def measure(
-        create_url: str, health: str, subscriber: Subscribe, into: list[dict[str, Any]]
+        create_url: str,
+        health: str,
+        subscriber: Subscribe,
+        into: list[dict[str, Any]],
+        pids: list[int],
     ) -> None:
         await wait_http(health)
         for s in args.subscribers:
             into.append(
-                await run_job(create_url, subscriber, s, args.creators, args.seconds)
+                await run_job(
+                    create_url, subscriber, s, args.creators, args.seconds, pids
+                )
             )
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        config = root / "iiilog.yaml"
-        config.write_text(
-            DEFAULT_CONFIG + "  - name: iiilog-triggers\n"
-            f"    config: {{max_in_flight: {args.max_in_flight}}}\n"
-        )
-        engine = EngineProcess(root / "data", config=config).start()
-        worker = subprocess.Popen(
-            [sys.executable, "examples/todo/worker.py"],
-            cwd=ROOT,
-            env={**os.environ, "III_URL": engine.worker_url, "OTEL_ENABLED": "false"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        engine = EngineProcess(root / "data").start()
+        worker = start_todo_worker(engine)
         try:
             asyncio.run(
                 measure(
@@ -290,6 +305,7 @@ def main() -> None:
                     f"{engine.http_url}/todos/metrics",
                     iiilog_subscriber(engine.stream_url),
                     results["iiilog"],
+                    [engine.proc.pid if engine.proc else 0, worker.pid],
                 )
             )
         finally:
@@ -318,6 +334,7 @@ def main() -> None:
                     f"{base}/api/health",
                     pocketbase_subscriber(base),
                     results["pocketbase"],
+                    [pb.pid],
                 )
             )
         finally:

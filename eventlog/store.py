@@ -172,24 +172,14 @@ class BatchResult:
     new: list[Record] = field(default_factory=list)
 
 
+_NO_EXTRA: dict[str, Any] = {}
+
+
 def _row_to_record(row: Sequence[Any]) -> Record:
     # The hot loop of every replay and catch-up: positional arguments, no
     # decoding of what is absent.
     seq, ts, kind, scope, grp, key, old, new, extra, _v = row
-    if extra is None:
-        return Record(
-            seq,
-            ts,
-            kind,
-            scope,
-            grp,
-            key,
-            old is not None,
-            None if old is None else loads(old),
-            new is not None,
-            None if new is None else loads(new),
-        )
-    info = loads(extra)
+    info = _NO_EXTRA if extra is None else loads(extra)
     origin = info.get("origin")
     return Record(
         seq,

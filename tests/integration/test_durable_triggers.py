@@ -53,6 +53,25 @@ class Recorder:
             self.events.append(event)
 
 
+class SlowRecorder(Recorder):
+    """Takes 20 ms per event (the handler's own work) and notes the most
+    deliveries it was handling at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.most = 0
+
+    def __call__(self, event: Any) -> None:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        threading.Event().wait(0.02)
+        with self.lock:
+            self.running -= 1
+            self.events.append(event)
+
+
 def test_todo_metrics_catch_up_after_worker_kill_9(
     engine: EngineProcess, client: Any
 ) -> None:
@@ -408,19 +427,7 @@ def test_keyed_concurrency_keeps_per_key_order(tmp_path: Path) -> None:
         tmp_path,
         "  - name: iiilog-triggers\n    config: {max_in_flight: 8}\n",
     )
-    seen: list[tuple[str, int]] = []
-    running = {"now": 0, "max": 0}
-    lock = threading.Lock()
-
-    def slow(event: dict[str, Any]) -> None:
-        with lock:
-            running["now"] += 1
-            running["max"] = max(running["max"], running["now"])
-        threading.Event().wait(0.02)  # the handler's own work
-        with lock:
-            running["now"] -= 1
-            seen.append((event["key"], event["new_value"]))
-
+    slow = SlowRecorder()
     try:
         with sdk_worker(proc.worker_url, "keyed") as w:
             w.register_function("d::keyed", slow)
@@ -431,13 +438,15 @@ def test_keyed_concurrency_keeps_per_key_order(tmp_path: Path) -> None:
             for i in range(10):
                 for key in ("a", "b", "c", "d"):
                     call(w, "state::set", {"scope": "k", "key": key, "value": i})
-            wait_until(lambda: len(seen) == 40, timeout=30)
+            wait_until(lambda: len(slow.events) == 40, timeout=30)
             wait_until(lambda: subscription(w, "d::keyed")["lag"] == 0)
     finally:
         proc.stop()
     for key in ("a", "b", "c", "d"):
-        assert [v for k, v in seen if k == key] == list(range(10))
-    assert running["max"] > 1
+        assert [e["new_value"] for e in slow.events if e["key"] == key] == list(
+            range(10)
+        )
+    assert slow.most > 1
 
 
 def test_trigger_sets_its_own_max_in_flight(
@@ -445,21 +454,9 @@ def test_trigger_sets_its_own_max_in_flight(
 ) -> None:
     """A trigger's ``max_in_flight`` overrides the engine default (1) for its
     subscription only; per key the order holds. Bad values are refused."""
-    ordered, keyed = Recorder(), Recorder()
-    running = {"now": 0, "max": 0}
-    lock = threading.Lock()
-
-    def slow(event: dict[str, Any]) -> None:
-        with lock:
-            running["now"] += 1
-            running["max"] = max(running["max"], running["now"])
-        threading.Event().wait(0.02)  # the handler's own work
-        with lock:
-            running["now"] -= 1
-        keyed(event)
-
+    ordered, keyed = Recorder(), SlowRecorder()
     with sdk_worker(engine.worker_url, "own-limit") as w:
-        w.register_function("d::own-keyed", slow)
+        w.register_function("d::own-keyed", keyed)
         w.register_function("d::own-ordered", ordered)
         for fid, cfg in (
             ("d::own-keyed", {"scope": "own", "max_in_flight": 16}),
@@ -487,7 +484,7 @@ def test_trigger_sets_its_own_max_in_flight(
         assert [e["new_value"] for e in keyed.events if e["key"] == key] == list(
             range(8)
         )
-    assert running["max"] > 1
+    assert keyed.most > 1
     # The other subscription on the same records kept the engine default:
     # strictly the write order.
     values = [(e["key"], e["new_value"]) for e in ordered.events]
