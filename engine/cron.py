@@ -121,9 +121,12 @@ class CronModule:
             if scheduled is None:
                 log.info("cron %s: no further fire times", binding.id)
                 return
-            await asyncio.sleep(
-                max(0.0, (scheduled - datetime.now(UTC)).total_seconds())
-            )
+            # A loop's timers may wake a little early (uvloop's count whole
+            # milliseconds): never fire before the scheduled time.
+            remaining = (scheduled - datetime.now(UTC)).total_seconds()
+            while remaining > 0:
+                await asyncio.sleep(remaining)
+                remaining = (scheduled - datetime.now(UTC)).total_seconds()
             payload = {
                 "trigger": "cron",
                 "job_id": binding.id,
