@@ -2,13 +2,15 @@
 
 It moves frames and calls the engine, nothing more. Frames are read and applied
 in arrival order; invocations run in their own tasks so the read loop never waits
-for a result. Outbound frames go through one bounded queue and one writer task
-per connection. A bad frame is logged and dropped; the socket stays open.
+for a result. Outbound frames are written straight to the socket: without
+compression aiohttp writes a frame synchronously, so frames leave in the order
+``send`` was called, and a sender only waits when the transport asks it to
+drain (that is the backpressure). A bad frame is logged and dropped; the socket
+stays open.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
@@ -45,7 +47,6 @@ from .protocol import (
 from .rbac import RbacConfig, RbacSession
 
 log = logging.getLogger("iiilog.bridge")
-OUTBOX_SIZE = 4096
 # How long a close handshake may take before the socket is dropped (aiohttp's
 # default of 10 s can hold a shutdown up when a client is going away itself).
 CLOSE_TIMEOUT_S = 2.0
@@ -79,28 +80,18 @@ class WorkerConnection:
         self.connected_at_ms = now_ms()
         self.inflight: set[str] = set()
         self.closed = False
-        self._outbox: asyncio.Queue[str | None] = asyncio.Queue(OUTBOX_SIZE)
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.closed:
             raise EngineError("invocation_stopped", "Invocation stopped")
-        await self._outbox.put(encode(message))
-
-    async def _write_loop(self) -> None:
-        while True:
-            frame = await self._outbox.get()
-            if frame is None or self.ws.closed:
-                return
-            try:
-                await self.ws.send_str(frame)
-            except (ConnectionResetError, RuntimeError) as e:
-                log.debug("worker %s: send failed: %s", self.id, e)
-                return
+        if self.ws.closed:
+            return
+        try:
+            await self.ws.send_str(encode(message))
+        except (ConnectionResetError, RuntimeError) as e:
+            log.debug("worker %s: send failed: %s", self.id, e)
 
     async def serve(self) -> None:
-        writer = asyncio.get_running_loop().create_task(
-            self._write_loop(), name=f"worker-writer:{self.id}"
-        )
         self.engine.connect(self)
         try:
             await self.send(
@@ -119,11 +110,6 @@ class WorkerConnection:
                     )
         finally:
             await self.close()
-            with contextlib.suppress(asyncio.QueueFull):
-                self._outbox.put_nowait(None)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
 
     async def reject(self, message: dict[str, Any]) -> None:
         """``registrationrejected``: say why, then close (the SDK stops there)."""
