@@ -11,6 +11,7 @@ registry for request and response bodies.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 import uuid
@@ -69,10 +70,13 @@ class ChannelRegistry:
         engine.listeners.append(self._on_engine_event)
 
     def create(self, buffer_size: int = 64, owner: Peer | None = None) -> Channel:
+        # One read of the OS's random source for the id and both keys (the HTTP
+        # module makes two channels per request).
+        seed = os.urandom(48)
         channel = Channel(
-            str(uuid.uuid4()),
-            secrets.token_hex(16),
-            secrets.token_hex(16),
+            str(uuid.UUID(bytes=seed[:16], version=4)),
+            seed[16:32].hex(),
+            seed[32:].hex(),
             asyncio.Queue(buffer_size),
             owner,
         )
