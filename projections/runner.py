@@ -23,8 +23,10 @@ from eventlog import LogTail, LogWriter, SqliteStore
 from eventlog.codec import dumps, loads
 
 from .base import Projection
+from .bulk import fold_history
 
 log = logging.getLogger("iiilog.projections")
+BULK_FROM = 10_000  # records behind: fold them on a thread, not from the tail
 
 _SAVE = (
     "INSERT INTO projections(name, position, state, ts) VALUES (?,?,?,?)"
@@ -69,6 +71,7 @@ class ProjectionRunner:
 
     async def start(self) -> None:
         started = time.perf_counter()
+        runs = []
         for projection in self.projections:
             saved = (
                 await self.store.projection_state(projection.name)
@@ -80,9 +83,17 @@ class ProjectionRunner:
             else:
                 position, text = saved
                 state = loads(text)
-            run = _Running(projection, state, position, position, asyncio.Event())
-            await self._catch_up(run)  # restart cost: fold what the snapshot lacks
-            self.running[projection.name] = run
+            runs.append(
+                _Running(projection, state, position, position, asyncio.Event())
+            )
+        # Restart cost: fold what the snapshots lack. A long stretch is folded
+        # on threads, every projection at once (nothing else reads the states
+        # before start returns), then the rest from the tail.
+        head = self.tail.head
+        await asyncio.gather(*(self._bulk(run, head) for run in runs))
+        for run in runs:
+            await self._catch_up(run)
+            self.running[run.projection.name] = run
             run.task = asyncio.get_running_loop().create_task(
                 self._follow(run), name=f"projection:{projection.name}"
             )
@@ -111,6 +122,14 @@ class ProjectionRunner:
         )
         if self.snapshots.enabled:
             await self.save_all()
+
+    async def _bulk(self, run: _Running, head: int) -> None:
+        if head - run.position < BULK_FROM:
+            return
+        run.state = await asyncio.to_thread(
+            fold_history, self.store.path, run.projection, run.state, run.position, head
+        )
+        run.position = head
 
     async def _catch_up(self, run: _Running) -> None:
         while True:

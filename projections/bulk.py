@@ -1,0 +1,43 @@
+"""Folding a long stretch of history at once, off the event loop.
+
+Blocking: run it on a thread (``asyncio.to_thread``). A compactable projection
+(``projections/base.py``) folds the compacted log, which SQLite computes with
+the GIL released; any other reads every record through a connection of its own.
+The cyclic GC is paused meanwhile: a fold allocates a record per row and keeps
+few, and the collector would walk the growing state again and again.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from eventlog import Record
+from eventlog.store import scan_compacted, scan_log
+
+from .base import Projection
+
+
+def fold_history(
+    path: Path, projection: Projection, state: Any, after: int, until: int
+) -> Any:
+    """``projection`` folded over ``after < offset <= until``, from ``state``."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        chunks: Iterable[list[Record]] = (
+            [scan_compacted(path, after, until)]
+            if getattr(projection, "compactable", False)
+            else scan_log(path, after, until)
+        )
+        accepts, apply = projection.accepts, projection.apply
+        for records in chunks:
+            for record in records:
+                if accepts(record):
+                    state = apply(state, record)
+        return state
+    finally:
+        if enabled:
+            gc.enable()
