@@ -172,14 +172,24 @@ class BatchResult:
     new: list[Record] = field(default_factory=list)
 
 
-_NO_EXTRA: dict[str, Any] = {}
-
-
 def _row_to_record(row: Sequence[Any]) -> Record:
     # The hot loop of every replay and catch-up: positional arguments, no
     # decoding of what is absent.
     seq, ts, kind, scope, grp, key, old, new, extra, _v = row
-    info = _NO_EXTRA if extra is None else loads(extra)
+    if extra is None:  # most records: nothing more to decode or look up
+        return Record(
+            seq,
+            ts,
+            kind,
+            scope,
+            grp,
+            key,
+            old is not None,
+            None if old is None else loads(old),
+            new is not None,
+            None if new is None else loads(new),
+        )
+    info = loads(extra)
     origin = info.get("origin")
     return Record(
         seq,
