@@ -201,6 +201,19 @@ def parse_frame(frame: str | bytes) -> AnyMessage:
         raise ProtocolError(f"invalid {kind}: {where}: {first['msg']}") from e
 
 
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, final WebSocket text frame (RFC 6455 §5.2), as a server
+    sends it: opcode 0x1, then the 7-bit, 16-bit or 64-bit payload length."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x81, n))
+    elif n < 1 << 16:
+        head = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return head + payload
+
+
 def encode(message: dict[str, Any]) -> str:
     """Compact UTF-8 JSON; optional fields should already be left out."""
     return dumps(message)

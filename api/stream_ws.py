@@ -25,6 +25,8 @@ from engine.errors import EngineError
 from engine.streams import StreamModule, control
 from eventlog.codec import dumps, loads
 
+from .frames import FrameWriter
+
 log = logging.getLogger("iiilog.streams")
 CLIENT_FRAME_LIMIT = 1024 * 1024
 
@@ -54,13 +56,18 @@ class Subscription:
 @dataclass(eq=False)
 class StreamClient:
     ws: web.WebSocketResponse
+    frames: FrameWriter
     context: Any = None
     subs: dict[str, Subscription] = field(default_factory=dict)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    async def send(self, text: str) -> None:
-        async with self.lock:
-            await self.ws.send_str(text)
+    async def send(self, text: str | bytes) -> None:
+        """Frames leave in call order, coalesced per turn of the loop; waits
+        only while the client does not read (then its pump falls behind and
+        reads from the log, not from a buffer)."""
+        if self.ws.closed:
+            raise ConnectionResetError("the client is gone")
+        self.frames.push(text if isinstance(text, bytes) else text.encode())
+        await self.frames.drain()
 
 
 def parse_position(value: Any) -> int | None:
@@ -154,7 +161,7 @@ class StreamServer:
             heartbeat=30.0, max_msg_size=CLIENT_FRAME_LIMIT, timeout=2.0, compress=False
         )
         await ws.prepare(request)
-        client = StreamClient(ws, context=await self._auth(request))
+        client = StreamClient(ws, FrameWriter(request), await self._auth(request))
         self.clients.add(client)
         try:
             parts = [p for p in request.path.split("/") if p]

@@ -2,16 +2,14 @@
 
 It moves frames and calls the engine, nothing more. Frames are read and applied
 in arrival order; invocations run in their own tasks so the read loop never waits
-for a result. Outbound frames are written straight to the socket: without
-compression aiohttp writes a frame synchronously, so frames leave in the order
-``send`` was called, and a sender only waits when the transport asks it to
-drain (that is the backpressure). A bad frame is logged and dropped; the socket
-stays open.
+for a result. Outbound frames are coalesced per socket (``FrameWriter``): what
+is sent in one turn of the loop leaves in one write, in send order; a sender
+waits only when the transport asks it to drain (the backpressure). A bad frame
+is logged and dropped; the socket stays open.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
 from typing import Any
@@ -24,7 +22,9 @@ from engine.errors import EngineError
 from engine.http_functions import HttpFunctions
 from engine.logs import LogSink
 from engine.remote_triggers import WorkerTriggerTypes
+from eventlog.codec import dumps_bytes as encode_bytes
 
+from .frames import FrameWriter
 from .protocol import (
     MAX_MESSAGE_BYTES,
     CloseCode,
@@ -59,6 +59,7 @@ class WorkerConnection:
         self,
         engine: Engine,
         ws: web.WebSocketResponse,
+        frames: FrameWriter,
         ip: str | None,
         trigger_types: WorkerTriggerTypes,
         logs: LogSink,
@@ -72,6 +73,7 @@ class WorkerConnection:
         self.logs = logs
         self.trigger_types = trigger_types
         self.ws = ws
+        self.frames = frames
         self.ip = ip
         self.id = str(uuid.uuid4())
         self.reattach_token = str(uuid.uuid4())
@@ -86,10 +88,8 @@ class WorkerConnection:
             raise EngineError("invocation_stopped", "Invocation stopped")
         if self.ws.closed:
             return
-        try:
-            await self.ws.send_str(encode(message))
-        except (ConnectionResetError, RuntimeError) as e:
-            log.debug("worker %s: send failed: %s", self.id, e)
+        self.frames.push(encode_bytes(message))
+        await self.frames.drain()
 
     async def serve(self) -> None:
         self.engine.connect(self)
@@ -115,8 +115,7 @@ class WorkerConnection:
         """``registrationrejected``: say why, then close (the SDK stops there)."""
         log.warning("worker %s rejected: %s", self.id, message.get("code"))
         if not self.ws.closed:
-            with contextlib.suppress(ConnectionResetError, RuntimeError):
-                await self.ws.send_str(encode(message))
+            self.frames.push(encode_bytes(message))
         await self.close()
 
     async def close(self) -> None:
@@ -126,6 +125,7 @@ class WorkerConnection:
         self.closed = True
         self.trigger_types.provider_gone(self)
         await self.engine.disconnect(self)
+        self.frames.flush()  # what was sent goes out before the close frame
         if not self.ws.closed:
             await self.ws.close(code=CloseCode.GOING_AWAY)
 
@@ -486,6 +486,7 @@ async def worker_handler(request: web.Request) -> web.WebSocketResponse:
     conn = WorkerConnection(
         engine,
         ws,
+        FrameWriter(request),
         request.remote,
         request.app["trigger_types"],
         request.app["logs"],

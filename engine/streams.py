@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 from eventlog import Mutation, Outcome, Record
-from eventlog.codec import dumps
+from eventlog.codec import dumps_bytes
 
 from .core import CallContext, Engine, TriggerBinding, now_ms
 from .durable import DurableTriggers, start_position
@@ -91,7 +91,7 @@ class StreamModule:
     def __init__(self, engine: Engine, durable: DurableTriggers) -> None:
         self.engine = engine
         self.durable = durable
-        self._encoded: OrderedDict[int, str] = OrderedDict()
+        self._encoded: OrderedDict[int, bytes] = OrderedDict()
         self.pruned_through = 0
         for name in (
             "set",
@@ -110,11 +110,11 @@ class StreamModule:
 
     # -- shared helpers --------------------------------------------------------------
 
-    def encoded(self, record: Record) -> str:
-        """The record's envelope as text, encoded once for every subscriber."""
+    def encoded(self, record: Record) -> bytes:
+        """The record's envelope as UTF-8 JSON, encoded once for every subscriber."""
         text = self._encoded.get(record.offset)
         if text is None:
-            text = dumps(envelope(record))
+            text = dumps_bytes(envelope(record))
             self._encoded[record.offset] = text
             if len(self._encoded) > ENCODED_CACHE:
                 self._encoded.popitem(last=False)

@@ -11,6 +11,7 @@ from api.protocol import (
     UnknownMessage,
     encode,
     parse_frame,
+    text_frame,
 )
 
 
@@ -62,3 +63,20 @@ def test_nan_is_decoded_leniently() -> None:
 
 def test_encode_is_compact_utf8() -> None:
     assert encode({"a": "é🌍", "b": [1, 2]}) == '{"a":"é🌍","b":[1,2]}'
+
+
+@pytest.mark.parametrize(
+    ("size", "header"),
+    [
+        (0, b"\x81\x00"),
+        (125, b"\x81\x7d"),
+        (126, b"\x81\x7e\x00\x7e"),
+        (65535, b"\x81\x7e\xff\xff"),
+        (65536, b"\x81\x7f\x00\x00\x00\x00\x00\x01\x00\x00"),
+    ],
+)
+def test_text_frame_length_forms(size: int, header: bytes) -> None:
+    """RFC 6455 §5.2: FIN + text opcode, no mask, the shortest length form."""
+    payload = b"x" * size
+    frame = text_frame(payload)
+    assert frame == header + payload
