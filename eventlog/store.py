@@ -796,18 +796,16 @@ def scan_log(
 # that change no view (stream.send, custom streams: ``in_view`` false in
 # ``extra``) are left out.
 _COMPACTED = """
-WITH win AS (
-    SELECT seq, substr(kind, 1, instr(kind, '.') - 1) AS space, scope, grp, key,
-           old_value IS NULL AND new_value IS NOT NULL AS born,
-           new_value IS NULL AS gone
+WITH per_address AS MATERIALIZED (
+    SELECT MAX(seq) AS latest,
+           MAX(CASE WHEN old_value IS NULL AND new_value IS NOT NULL THEN seq END)
+               AS born,
+           MAX(CASE WHEN new_value IS NULL THEN seq END) AS gone
     FROM log
     WHERE seq > :after AND seq <= :until AND kind != 'stream.send'
-      AND (extra IS NULL OR json_extract(extra, '$.in_view') IS NOT 0)
-), per_address AS MATERIALIZED (
-    SELECT MAX(seq) AS latest,
-           MAX(CASE WHEN born THEN seq END) AS born,
-           MAX(CASE WHEN gone THEN seq END) AS gone
-    FROM win GROUP BY space, scope, grp, key
+      AND (extra IS NULL OR instr(extra, '"in_view":false') = 0
+           OR json_extract(extra, '$.in_view') IS NOT 0)
+    GROUP BY scope, key, grp, substr(kind, 1, 5)  -- 'state', 'strea(m)', 'queue'
 )
 SELECT * FROM log WHERE seq IN (
     SELECT latest FROM per_address
