@@ -11,7 +11,6 @@ registry for request and response bodies.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import time
 import uuid
@@ -20,6 +19,7 @@ from typing import Any, Literal
 
 from .core import CallContext, Engine, Peer
 from .errors import EngineError
+from .ids import random_bytes
 
 Item = tuple[Literal["text", "binary"], str | bytes]
 END: Any = None
@@ -70,9 +70,9 @@ class ChannelRegistry:
         engine.listeners.append(self._on_engine_event)
 
     def create(self, buffer_size: int = 64, owner: Peer | None = None) -> Channel:
-        # One read of the OS's random source for the id and both keys (the HTTP
-        # module makes two channels per request).
-        seed = os.urandom(48)
+        # The id and both keys from the pooled random source (the HTTP module
+        # makes two channels per request).
+        seed = random_bytes(48)
         channel = Channel(
             str(uuid.UUID(bytes=seed[:16], version=4)),
             seed[16:32].hex(),

@@ -13,7 +13,6 @@ import asyncio
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from typing import Any, Protocol
 from eventlog import LogTail, LogWriter, Origin, SqliteStore
 
 from .errors import EngineError, FunctionNotFound
+from .ids import random_uuid
 
 log = logging.getLogger("iiilog.engine")
 
@@ -240,7 +240,7 @@ class Engine:
     async def _call_worker(
         self, target: Peer, function_id: str, data: Any, ctx: CallContext
     ) -> Any:
-        invocation_id = str(uuid.uuid4())
+        invocation_id = random_uuid()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[invocation_id] = _Pending(future, target)
         target.inflight.add(invocation_id)

@@ -17,7 +17,6 @@ import hashlib
 import logging
 import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,6 +24,7 @@ from eventlog import Kind, Mutation, Origin, Outcome, Record
 
 from .core import CallContext, Engine
 from .errors import EngineError
+from .ids import random_uuid
 
 log = logging.getLogger("iiilog.queues")
 QUEUE_KINDS: tuple[Kind, ...] = (
@@ -174,7 +174,7 @@ class QueueModule:
                     f"FIFO queue '{queue}' needs the message group field '{group}'"
                     " in the payload",
                 )
-        message_id = str(uuid.uuid4())
+        message_id = random_uuid()
         await self._record(
             "queue.enqueue",
             queue,

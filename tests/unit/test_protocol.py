@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from api.protocol import (
@@ -13,6 +15,7 @@ from api.protocol import (
     parse_frame,
     text_frame,
 )
+from engine.ids import random_bytes, random_uuid
 
 
 def test_invoke_with_nulls_and_extra_fields() -> None:
@@ -80,3 +83,11 @@ def test_text_frame_length_forms(size: int, header: bytes) -> None:
     payload = b"x" * size
     frame = text_frame(payload)
     assert frame == header + payload
+
+
+def test_pooled_random_ids_are_uuid4_and_distinct() -> None:
+    ids = [random_uuid() for _ in range(2000)]  # spans several pool refills
+    assert len(set(ids)) == len(ids)
+    for text in ids[:50]:
+        assert uuid.UUID(text).version == 4
+    assert len(random_bytes(10_000)) == 10_000  # larger than a block
