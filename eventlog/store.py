@@ -174,23 +174,16 @@ class BatchResult:
 
 def _row_to_record(row: Sequence[Any]) -> Record:
     # The hot loop of every replay and catch-up: positional arguments, no
-    # decoding of what is absent.
+    # decoding of what is absent (most records have no ``extra``).
     seq, ts, kind, scope, grp, key, old, new, extra, _v = row
-    if extra is None:  # most records: nothing more to decode or look up
-        return Record(
-            seq,
-            ts,
-            kind,
-            scope,
-            grp,
-            key,
-            old is not None,
-            None if old is None else loads(old),
-            new is not None,
-            None if new is None else loads(new),
-        )
-    info = loads(extra)
-    origin = info.get("origin")
+    ops = errors = event_type = origin = None
+    in_view = True
+    if extra is not None:
+        info = loads(extra)
+        ops, errors = info.get("ops"), info.get("errors")
+        event_type, in_view = info.get("event_type"), info.get("in_view", True)
+        if info.get("origin"):
+            origin = Origin(**info["origin"])
     return Record(
         seq,
         ts,
@@ -202,11 +195,11 @@ def _row_to_record(row: Sequence[Any]) -> Record:
         None if old is None else loads(old),
         new is not None,
         None if new is None else loads(new),
-        info.get("ops"),
-        info.get("errors"),
-        info.get("event_type"),
-        info.get("in_view", True),
-        Origin(**origin) if origin else None,
+        ops,
+        errors,
+        event_type,
+        in_view,
+        origin,
     )
 
 
