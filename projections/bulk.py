@@ -9,8 +9,9 @@ few, and the collector would walk the growing state again and again.
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,23 @@ from eventlog.store import scan_compacted, scan_log
 from .base import Projection
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic GC inside (it runs again afterwards, if it ran before)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def fold_history(
     path: Path, projection: Projection, state: Any, after: int, until: int
 ) -> Any:
     """``projection`` folded over ``after < offset <= until``, from ``state``."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         chunks: Iterable[list[Record]] = (
             [scan_compacted(path, after, until)]
             if getattr(projection, "compactable", False)
@@ -38,6 +49,3 @@ def fold_history(
                 if accepts(record):
                     state = apply(state, record)
         return state
-    finally:
-        if enabled:
-            gc.enable()

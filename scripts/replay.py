@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
-import gc
 import json
 import sys
 import time
@@ -48,6 +47,7 @@ from eventlog import (
 from eventlog.codec import dumps, loads
 from eventlog.store import scan_compacted, scan_log
 from projections.base import Projection
+from projections.bulk import gc_paused
 from projections.registry import builtin
 from projections.views import InlineViews, rows
 
@@ -94,13 +94,8 @@ def _fold(
     # A fold allocates a record and its values per row and keeps few of them;
     # the cyclic GC would walk the ever larger states again and again (a third
     # of the time of a full pass, measured). It runs again afterwards.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         return _fold_targets(path, targets, progress)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _fold_targets(
