@@ -1,12 +1,13 @@
 """SQLite store for the log and its inline views (WAL).
 
-One write connection, owned by ``LogWriter`` and used only from a dedicated
-writer thread: a whole batch (read the current values, compute, append, apply
-the views, commit) is one call on that thread, not a round trip through the
-event loop per statement. A batch appends its records and applies its view
-changes and the view checkpoint in one ``BEGIN IMMEDIATE`` transaction, so the
-log and the views can never disagree after a crash. Offsets are assigned here,
-gapless, in commit order.
+One write connection, owned by ``LogWriter`` (which never uses it for two
+things at once). A batch is staged on the event loop (read the current values,
+compute, append, apply the views) and only its ``COMMIT``, which waits for the
+disk, runs on a dedicated writer thread; bookkeeping transactions run whole on
+that thread. A batch appends its records and applies its view changes and the
+view checkpoint in one ``BEGIN IMMEDIATE`` transaction, so the log and the views
+can never disagree after a crash. Offsets are assigned here, gapless, in commit
+order.
 
 Reads: point lookups by primary key (``view_get``, checkpoints, cursors) run
 inline on a plain read connection — a few microseconds, cheaper than a thread
