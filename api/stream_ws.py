@@ -70,6 +70,19 @@ class StreamClient:
         await self.frames.drain()
 
 
+def _membership(
+    sub_id: str, stream: Any, group: Any, item: Any, context: Any
+) -> dict[str, Any]:
+    """The payload of ``stream:join`` / ``stream:leave`` triggers."""
+    return {
+        "subscription_id": sub_id,
+        "stream_name": stream,
+        "group_id": group,
+        "id": item,
+        "context": context,
+    }
+
+
 def parse_position(value: Any) -> int | None:
     """``from``: a non-negative integer (or its decimal string); None if absent."""
     if value is None:
@@ -228,13 +241,7 @@ class StreamServer:
             log.info("stream join refused: %s", e)
             await self._error(client, "INVALID_JOIN", str(e), data)
             return
-        payload = {
-            "subscription_id": sub.id,
-            "stream_name": sub.stream,
-            "group_id": sub.group,
-            "id": sub.item,
-            "context": client.context,
-        }
+        payload = _membership(sub.id, sub.stream, sub.group, sub.item, client.context)
         if not await self.streams.run_membership("stream:join", payload):
             await client.send(
                 dumps(
@@ -269,21 +276,17 @@ class StreamServer:
         if sub is not None and sub.task is not None:
             sub.task.cancel()
         if sub is not None:
-            payload = {
-                "subscription_id": sub.id,
-                "stream_name": sub.stream,
-                "group_id": sub.group,
-                "id": sub.item,
-                "context": client.context,
-            }
+            payload = _membership(
+                sub.id, sub.stream, sub.group, sub.item, client.context
+            )
         elif isinstance(data, dict):
-            payload = {
-                "subscription_id": sub_id,
-                "stream_name": data.get("streamName"),
-                "group_id": data.get("groupId"),
-                "id": data.get("id"),
-                "context": client.context,
-            }
+            payload = _membership(
+                sub_id,
+                data.get("streamName"),
+                data.get("groupId"),
+                data.get("id"),
+                client.context,
+            )
         else:
             return
         await self.streams.run_membership("stream:leave", payload)

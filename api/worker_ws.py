@@ -461,16 +461,21 @@ async def _authenticate(
     return RbacSession.from_auth(config, result)
 
 
-async def worker_handler(request: web.Request) -> web.WebSocketResponse:
-    engine: Engine = request.app["engine"]
-    rbac: RbacConfig | None = request.app["rbac"]
-    session = await _authenticate(engine, rbac, request) if rbac else None
-    ws = web.WebSocketResponse(
+def _engine_socket() -> web.WebSocketResponse:
+    """The worker and telemetry sockets' settings."""
+    return web.WebSocketResponse(
         max_msg_size=MAX_MESSAGE_BYTES,
         heartbeat=20.0,
         timeout=CLOSE_TIMEOUT_S,
         compress=False,  # as iii: no permessage-deflate (it costs both ends CPU)
     )
+
+
+async def worker_handler(request: web.Request) -> web.WebSocketResponse:
+    engine: Engine = request.app["engine"]
+    rbac: RbacConfig | None = request.app["rbac"]
+    session = await _authenticate(engine, rbac, request) if rbac else None
+    ws = _engine_socket()
     await ws.prepare(request)
     if rbac is not None and session is None:
         await ws.send_str(
@@ -499,12 +504,7 @@ async def worker_handler(request: web.Request) -> web.WebSocketResponse:
 
 async def otel_handler(request: web.Request) -> web.WebSocketResponse:
     """Telemetry socket: ``LOGS`` and ``OTLP`` frames feed the log sink."""
-    ws = web.WebSocketResponse(
-        max_msg_size=MAX_MESSAGE_BYTES,
-        heartbeat=20.0,
-        timeout=CLOSE_TIMEOUT_S,
-        compress=False,  # as iii: no permessage-deflate (it costs both ends CPU)
-    )
+    ws = _engine_socket()
     await ws.prepare(request)
     logs: LogSink = request.app["logs"]
     async for msg in ws:
