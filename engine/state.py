@@ -52,6 +52,17 @@ def _offset(function_id: str, data: dict[str, Any]) -> int | None:
     return offset
 
 
+def ops_field(function_id: str, data: dict[str, Any]) -> tuple[list[Op], Any]:
+    """An update's ``ops``: parsed, and as given (the record keeps both)."""
+    if "ops" not in data:
+        raise DeserializationError(function_id, "missing field `ops`")
+    raw_ops = data["ops"]
+    try:
+        return parse_ops(raw_ops), raw_ops
+    except OpsDecodeError as e:
+        raise DeserializationError(function_id, str(e)) from e
+
+
 def update_compute(ops: list[Op], raw_ops: Any) -> Compute:
     """The pure mutation of ``state::update`` and ``stream::update``."""
 
@@ -174,13 +185,7 @@ class StateModule:
         fid = "state::update"
         data = _obj(fid, data)
         scope, key = _str(fid, data, "scope"), _str(fid, data, "key")
-        if "ops" not in data:
-            raise DeserializationError(fid, "missing field `ops`")
-        raw_ops = data["ops"]
-        try:
-            ops = parse_ops(raw_ops)
-        except OpsDecodeError as e:
-            raise DeserializationError(fid, str(e)) from e
+        ops, raw_ops = ops_field(fid, data)
 
         record = await self._write(
             Mutation(

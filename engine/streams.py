@@ -19,8 +19,7 @@ from eventlog.codec import dumps_bytes
 from .core import CallContext, Engine, TriggerBinding, now_ms
 from .durable import DurableTriggers, start_position
 from .errors import DeserializationError, EngineError, TriggerRegistrationFailed
-from .ops import OpsDecodeError, parse_ops
-from .state import _obj, _str, update_compute, update_result
+from .state import _obj, _str, ops_field, update_compute, update_result
 
 log = logging.getLogger("iiilog.stream")
 ENCODED_CACHE = 8192
@@ -245,13 +244,7 @@ class StreamModule:
     async def fn_update(self, data: Any, ctx: CallContext) -> Any:
         fid = "stream::update"
         data, stream, group, item = self._address(fid, data)
-        if "ops" not in data:
-            raise DeserializationError(fid, "missing field `ops`")
-        raw_ops = data["ops"]
-        try:
-            ops = parse_ops(raw_ops)
-        except OpsDecodeError as e:
-            raise DeserializationError(fid, str(e)) from e
+        ops, raw_ops = ops_field(fid, data)
         custom = self.custom("update", stream)
         if custom is not None:
             result = await self._delegated(
