@@ -33,13 +33,9 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline_server import python_server
+from bench.common import RESULTS, pct, save_results
 from bench.todo_job import start_todo_worker, stop, wait_http
 from tests.harness import EngineProcess
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
 
 
 async def http_load(
@@ -183,7 +179,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--json", help="write the result here")
+    parser.add_argument(
+        "--json", help="with a URL: the result's file; without: the results folder"
+    )
     args = parser.parse_args()
     if args.url:
         result = asyncio.run(
@@ -197,15 +195,12 @@ def main() -> None:
             )
         )
         print(json.dumps(result, indent=2))
-        out = Path(args.json) if args.json else None
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
     else:
         result = run_scenario(args.seconds, args.warmup)
         print_table(result)
-        out = Path(args.json) if args.json else Path(__file__).parent / "results"
-        out.mkdir(exist_ok=True)
-        out = out / "http.json"
-    if out is not None:
-        out.write_text(json.dumps(result, indent=2))
+        save_results("http", result, Path(args.json) if args.json else RESULTS)
 
 
 if __name__ == "__main__":

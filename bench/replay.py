@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import sqlite3
 import sys
@@ -29,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import save_results
 from engine.ops import apply_ops, parse_ops
 from eventlog import LogWriter, Mutation, Outcome, SqliteStore
 from eventlog.codec import loads
@@ -165,9 +165,7 @@ async def main() -> None:
         f"restart: {with_snap:.2f}s with snapshots, {without:.2f}s without "
         f"({results['restart_speedup']:.1f}x)"
     )
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "replay.json").write_text(json.dumps(results, indent=2))
+    save_results("replay", results)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import aiosqlite
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline_server import python_server
+from bench.common import save_results
 from tests.harness import EngineProcess
 
 
@@ -262,11 +263,9 @@ async def main() -> None:
         results[f"set_c64_vs_{name}"] = top / raw
         print(
             f"raw aiosqlite batched inserts ({name.split('_')[1]}): "
-            f"{raw:,.0f} rows/s; state::set at c=64 is {top / raw:.3f} of it"
+            f"{raw:,.0f} rows/s; state::set at c={max(levels)} is {top / raw:.3f} of it"
         )
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "state_set.json").write_text(json.dumps(results, indent=2))
+    save_results("state_set", results)
 
 
 if __name__ == "__main__":

@@ -38,13 +38,9 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline_server import python_server
+from bench.common import pct, save_results
 from tests.harness import EngineProcess
 from tests.wsclients import RawWorker
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
 
 
 async def latency(
@@ -402,9 +398,7 @@ async def main() -> None:
         f"frames: {b['records_per_s']:,.0f}/s; ratio "
         f"{results['catchup_vs_baseline']:.2f}"
     )
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "streams.json").write_text(json.dumps(results, indent=2))
+    save_results("streams", results)
 
 
 if __name__ == "__main__":

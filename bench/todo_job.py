@@ -35,6 +35,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import pct, save_results
 from tests.harness import ROOT, EngineProcess
 
 MIGRATION = """
@@ -47,13 +48,6 @@ migrate((app) => {
   app.save(todos);
 }, (app) => {});
 """
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
 
 
 def free_port() -> int:
@@ -264,8 +258,7 @@ def report(results: dict[str, Any], out: Path) -> None:
             f"{ours['p50_ms'] / theirs['p50_ms']:>9.2f}"
             f"{ours['p99_ms'] / theirs['p99_ms']:>9.2f}"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "todo_job.json").write_text(json.dumps(results, indent=2))
+    save_results("todo_job", results, out)
 
 
 def main() -> None:
