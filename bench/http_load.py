@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.baseline_server import python_server
 from bench.common import RESULTS, pct, save_results
 from bench.todo_job import start_todo_worker, stop, wait_http
-from tests.harness import EngineProcess
+from scripts.engine_process import EngineProcess
 
 
 async def http_load(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import sqlite3
 import sys
 import tempfile
 import time
@@ -31,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import save_results
 from engine.ops import apply_ops, parse_ops
 from eventlog import LogWriter, Mutation, Outcome, SqliteStore
-from eventlog.codec import loads
+from eventlog.sqlite.probes import scan_rate
+from projections.rebuild import Target, fold_log
 from projections.registry import builtin
 from projections.views import InlineViews
-from scripts.replay import Target, fold_log
-from tests.harness import EngineProcess
+from scripts.engine_process import EngineProcess
 
 TOGGLE = parse_ops([{"type": "set", "path": "completed", "value": True}])
 
@@ -85,25 +84,10 @@ async def replay_rate(data_dir: Path) -> dict[str, Any]:
         targets = [Target("views", InlineViews(), head, {})]
         targets += [Target(p.name, p, head, p.initial()) for p in builtin()]
         started = time.perf_counter()
-        count = await fold_log(store, targets)
+        count = await fold_log(store.scanner(), targets)
         elapsed = time.perf_counter() - started
     finally:
         await store.close()
-    return {"records": count, "seconds": elapsed, "records_per_s": count / elapsed}
-
-
-def raw_scan(data_dir: Path) -> dict[str, Any]:
-    """The floor: read every row and decode its JSON columns, nothing more."""
-    db = sqlite3.connect(f"file:{data_dir / 'log.sqlite3'}?mode=ro", uri=True)
-    started = time.perf_counter()
-    count = 0
-    for row in db.execute("SELECT seq, old_value, new_value, extra FROM log"):
-        for col in row[1:]:
-            if col is not None:
-                loads(col)
-        count += 1
-    elapsed = time.perf_counter() - started
-    db.close()
     return {"records": count, "seconds": elapsed, "records_per_s": count / elapsed}
 
 
@@ -134,7 +118,7 @@ async def main() -> None:
         data_dir = root / "data"
         build_s = await build(data_dir, args.records)
         replay = await replay_rate(data_dir)
-        scan = raw_scan(data_dir)
+        scan = scan_rate(data_dir)
         restart_time(root, data_dir, snapshots=True)  # first start writes snapshots
         with_snap = restart_time(root, data_dir, snapshots=True)
         without = restart_time(root, data_dir, snapshots=False)

@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import aiosqlite
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline_server import python_server
 from bench.common import save_results
-from tests.harness import EngineProcess
+from eventlog.sqlite.probes import insert_rate
+from scripts.engine_process import EngineProcess
 
 
 async def load(
@@ -139,35 +139,6 @@ async def echo_baseline(opts: dict[str, Any]) -> dict[str, Any]:
         return await load(f"ws://127.0.0.1:{port}/", "echo", {"x": 1}, **opts)
 
 
-async def sqlite_baseline(
-    path: Path, synchronous: str, seconds: float
-) -> dict[str, Any]:
-    """The log's ceiling: raw aiosqlite batched inserts of log-shaped rows, one
-    transaction per batch of 512, same journal mode and synchronous setting."""
-    db = await aiosqlite.connect(path, isolation_level=None)
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.execute(f"PRAGMA synchronous={synchronous.upper()}")
-    await db.execute(
-        "CREATE TABLE log (seq INTEGER PRIMARY KEY, ts INTEGER,"
-        " kind TEXT, scope TEXT, grp TEXT, key TEXT, old_value TEXT,"
-        " new_value TEXT, extra TEXT)"
-    )
-    value = '{"title":"milk","completed":false,"n":1}'
-    seq, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        rows = [
-            (seq + i + 1, 0, "state.set", "bench", None, f"k{i}", value, value, None)
-            for i in range(512)
-        ]
-        seq += 512
-        await db.execute("BEGIN IMMEDIATE")
-        await db.executemany("INSERT INTO log VALUES (?,?,?,?,?,?,?,?,?)", rows)
-        await db.execute("COMMIT")
-    elapsed = time.perf_counter() - started
-    await db.close()
-    return {"rows": seq, "rows_per_s": seq / elapsed}
-
-
 def engine_with(data_root: Path, synchronous: str) -> EngineProcess:
     config = data_root / f"config-{synchronous}.yaml"
     config.write_text(
@@ -242,10 +213,10 @@ async def main() -> None:
                 results["levels"][level] = row
         finally:
             proc.stop()
-        results["sqlite_full"] = await sqlite_baseline(
+        results["sqlite_full"] = await insert_rate(
             root / "raw-full.db", "full", args.seconds
         )
-        results["sqlite_normal"] = await sqlite_baseline(
+        results["sqlite_normal"] = await insert_rate(
             root / "raw-normal.db", "normal", args.seconds
         )
     print(f"{'c':>3} {'op':<8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}")

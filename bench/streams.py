@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline_server import python_server
 from bench.common import pct, save_results
-from tests.harness import EngineProcess
-from tests.wsclients import RawWorker
+from scripts.engine_process import EngineProcess
+from scripts.raw_worker import RawWorker
 
 
 async def latency(

@@ -36,7 +36,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import pct, save_results
-from tests.harness import ROOT, EngineProcess
+from scripts.engine_process import ROOT, EngineProcess
 
 MIGRATION = """
 migrate((app) => {

@@ -23,7 +23,19 @@ def install_admin(
         key = data.get("key") if isinstance(data, dict) else None
         if key is not None and not isinstance(key, str):
             raise EngineError("INVALID_ARGUMENTS", "`key` must be a string")
-        return {"parked": await engine.store.parked_rows(key)}
+        rows = await engine.store.parked(key)
+        return {
+            "parked": [
+                {
+                    "key": r.key,
+                    "offset": r.offset,
+                    "attempts": r.attempts,
+                    "error": r.error,
+                    "ts": r.ts,
+                }
+                for r in rows
+            ]
+        }
 
     async def redeliver(data: Any, ctx: CallContext) -> Any:
         opts = data if isinstance(data, dict) else {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -72,8 +73,8 @@ async def status(args: argparse.Namespace) -> int:
         return 2
     try:
         head = await store.read_head()
-        cursors = await store.cursor_rows()
-        projections = await store.projection_rows()
+        cursors = [dataclasses.asdict(c) for c in await store.cursors()]
+        projections = [dataclasses.asdict(p) for p in await store.snapshots()]
     finally:
         await store.close()
     if args.json:

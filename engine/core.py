@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from eventlog import LogTail, LogWriter, Origin, SqliteStore
+from eventlog import LogStore, LogTail, LogWriter, Origin
 
 from .errors import EngineError, FunctionNotFound
 from .ids import random_uuid
@@ -108,7 +108,7 @@ class _Pending:
 
 @dataclass
 class Engine:
-    store: SqliteStore
+    store: LogStore
     writer: LogWriter
     tail: LogTail
     functions: dict[str, FunctionEntry] = field(default_factory=dict)

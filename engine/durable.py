@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventlog import Record
+from eventlog import Park, PruneTags, Record, SaveCursor, Unpark
 from eventlog.codec import dumps
 
 from .core import Engine, TriggerBinding, now_ms
@@ -53,13 +53,6 @@ class RetryPolicy:
     # More: records of one key stay in order, different keys run concurrently.
     max_in_flight: int = 1
     dedupe_retention_ms: int = 7 * 24 * 3600 * 1000
-
-
-_PARK = (
-    "INSERT INTO parked(key, seq, attempts, error, ts) VALUES (?,?,?,?,?)"
-    " ON CONFLICT(key, seq) DO UPDATE SET attempts=excluded.attempts,"
-    " error=excluded.error, ts=excluded.ts"
-)
 
 
 def subscription_key(function_id: str, trigger_type: str, config: Any) -> str:
@@ -236,14 +229,15 @@ class DurableTriggers:
                         await asyncio.shield(before)  # same key: keep the order
                 await self._deliver(sub, record)
             except Exception:
+                # A bug, not a handler failure (those are retried and parked).
                 # Like the one-at-a-time loop, the subscription stops short of
-                # this record (it stays below the watermark, visible as lag).
+                # this record: it stays below the watermark, visible as lag.
                 log.exception(
                     "trigger %s: delivery of offset %d failed",
                     sub.function_id,
                     record.offset,
                 )
-                raise
+                return
             finally:
                 slots.release()
             running.pop(record.offset, None)  # answered or parked: covered now
@@ -274,8 +268,10 @@ class DurableTriggers:
                     read = record.offset
                     settle()
         finally:
-            for task in list(running.values()):
+            tasks = list(running.values())
+            for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _deliver(self, sub: Subscription, record: Record) -> bool:
         """Deliver with retries; False when the record ended up parked."""
@@ -312,9 +308,8 @@ class DurableTriggers:
                     policy.backoff_ms * 2 ** (attempt - 1), policy.backoff_max_ms
                 )
                 await asyncio.sleep(delay / 1000)
-        row = (sub.key, record.offset, policy.max_attempts, error, now_ms())
-        await self.engine.writer.run_exclusive(
-            lambda: self.engine.store.write_small([(_PARK, row)])
+        await self.engine.writer.keep(
+            Park(sub.key, record.offset, policy.max_attempts, error, now_ms())
         )
         log.error(
             "trigger %s -> %s: offset %d parked after %d attempts: %s",
@@ -343,21 +338,13 @@ class DurableTriggers:
         if not dirty:
             return
         ts = now_ms()
-        statements = [
-            (
-                "INSERT INTO cursors(key, function_id, trigger_type, config, position,"
-                " updated_ms) VALUES (?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
-                " position=excluded.position, updated_ms=excluded.updated_ms",
-                (s.key, s.function_id, s.trigger_type, dumps(s.config), s.cursor, ts),
-            )
+        ops = [
+            SaveCursor(s.key, s.function_id, s.trigger_type, s.config, s.cursor, ts)
             for s in dirty
         ]
-        positions = {s.key: s.cursor for s in dirty}
-        await self.engine.writer.run_exclusive(
-            lambda: self.engine.store.write_small(statements)
-        )
-        for s in dirty:
-            s.saved = positions[s.key]
+        await asyncio.gather(*(self.engine.writer.keep(op) for op in ops))
+        for s, op in zip(dirty, ops, strict=True):
+            s.saved = op.position
 
     async def flush(self) -> None:
         await self._save(list(self.subs.values()))
@@ -379,12 +366,8 @@ class DurableTriggers:
     async def prune_dedupe(self) -> None:
         """Forget write tags older than ``dedupe_retention_ms``: a redelivery can
         only come from a position its cursor has not passed yet."""
-        before = now_ms() - self.policy.dedupe_retention_ms
-        await self.engine.writer.run_exclusive(
-            functools.partial(
-                self.engine.store.write_small,
-                [("DELETE FROM dedupe WHERE ts < ?", (before,))],
-            )
+        await self.engine.writer.keep(
+            PruneTags(now_ms() - self.policy.dedupe_retention_ms)
         )
 
     async def redeliver(self, key: str, offset: int | None) -> dict[str, Any]:
@@ -396,24 +379,19 @@ class DurableTriggers:
         sub = self.subs.get(key)
         if sub is None:
             raise EngineError("NOT_FOUND", f"subscription {key} is not active")
-        rows = await self.engine.store.parked_rows(key)
+        rows = await self.engine.store.parked(key)
         if offset is not None:
-            rows = [r for r in rows if r["offset"] == offset]
+            rows = [r for r in rows if r.offset == offset]
             if not rows:
                 raise EngineError("NOT_FOUND", f"offset {offset} is not parked")
         delivered = 0
         for row in rows:
-            record = await self.engine.store.read_one(row["offset"])
+            record = await self.engine.store.read_one(row.offset)
             if record is None:
                 continue
             if await self._deliver(sub, record):
                 delivered += 1
-                unpark = [
-                    ("DELETE FROM parked WHERE key=? AND seq=?", (key, row["offset"]))
-                ]
-                await self.engine.writer.run_exclusive(
-                    functools.partial(self.engine.store.write_small, unpark)
-                )
+                await self.engine.writer.keep(Unpark(key, row.offset))
         return {
             "key": key,
             "redelivered": delivered,
@@ -422,20 +400,19 @@ class DurableTriggers:
 
     async def status(self) -> dict[str, Any]:
         head = self.engine.tail.head
-        rows = {r["key"]: r for r in await self.engine.store.cursor_rows()}
         out = []
-        for key, row in rows.items():
-            live = self.subs.get(key)
-            position = live.cursor if live is not None else row["position"]
+        for row in await self.engine.store.cursors():
+            live = self.subs.get(row.key)
+            position = live.cursor if live is not None else row.position
             item = {
-                "key": key,
-                "function_id": row["function_id"],
-                "trigger_type": row["trigger_type"],
-                "config": row["config"],
+                "key": row.key,
+                "function_id": row.function_id,
+                "trigger_type": row.trigger_type,
+                "config": row.config,
                 "position": position,
                 "lag": max(0, head - position),
                 "active": live is not None,
-                "parked": row["parked"],
+                "parked": row.parked,
             }
             if live is not None:
                 item.update(

@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from eventlog import Mutation, Outcome, Record
+from eventlog import Compute, Mutation, Outcome, Record
 from eventlog.codec import dumps_bytes
-from eventlog.store import Compute
 from projections.views import fold, rows
 
 from .core import CallContext, Engine, TriggerBinding

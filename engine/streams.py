@@ -13,7 +13,7 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-from eventlog import Mutation, Outcome, Record
+from eventlog import Mutation, Outcome, PruneSends, Record
 from eventlog.codec import dumps_bytes
 
 from .core import CallContext, Engine, TriggerBinding, now_ms
@@ -405,11 +405,10 @@ class StreamModule:
         return allowed
 
     async def prune(self, retention_ms: int) -> int:
-        store = self.engine.store
-        removed: int = await self.engine.writer.run_exclusive(
-            lambda: store.prune_sends(now_ms() - retention_ms)
+        removed: int = await self.engine.writer.keep(
+            PruneSends(now_ms() - retention_ms)
         )
-        self.pruned_through = await store.sends_pruned_through()
+        self.pruned_through = await self.engine.store.sends_pruned_through()
         if removed:
             log.info(
                 "retention: removed %d stream.send records (through offset %d)",

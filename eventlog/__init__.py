@@ -1,22 +1,58 @@
-"""The durable, append-only log: records, the SQLite store, the writer, the tail."""
+"""The durable, append-only log: records, the storage interface and its
+backends, the single writer, the tail.
 
+Nothing outside this package writes SQL or imports a database driver.
+"""
+
+from .bookkeeping import (
+    Bookkeeping,
+    CursorInfo,
+    Park,
+    ParkedRecord,
+    PruneSends,
+    PruneTags,
+    SaveCursor,
+    SaveSnapshot,
+    Snapshot,
+    SnapshotInfo,
+    Unpark,
+)
 from .errors import DataDirLockedError, EventLogError, StoreError
+from .mutations import Address, BatchResult, Compute, Mutation, Outcome
 from .records import KINDS, Kind, Origin, Record
-from .store import Mutation, Outcome, SqliteStore
+from .sqlite import SqliteStore
+from .store import LogScanner, LogStore, ViewRow
 from .tail import LogTail
 from .writer import LogWriter
 
 __all__ = [
     "KINDS",
+    "Address",
+    "BatchResult",
+    "Bookkeeping",
+    "Compute",
+    "CursorInfo",
     "DataDirLockedError",
     "EventLogError",
     "Kind",
+    "LogScanner",
+    "LogStore",
     "LogTail",
     "LogWriter",
     "Mutation",
     "Origin",
     "Outcome",
+    "Park",
+    "ParkedRecord",
+    "PruneSends",
+    "PruneTags",
     "Record",
+    "SaveCursor",
+    "SaveSnapshot",
+    "Snapshot",
+    "SnapshotInfo",
     "SqliteStore",
     "StoreError",
+    "Unpark",
+    "ViewRow",
 ]

@@ -1,7 +1,7 @@
 """The tail of the log: recent records in memory, older ones from the store.
 
 Consumers pull: ``read_after(offset)`` returns what follows ``offset`` (from the
-in-memory window when it still covers it, else from SQLite), and ``wait_beyond``
+in-memory window when it still covers it, else from the store), and ``wait_beyond``
 parks until something newer is committed. No consumer has a queue of its own, so
 a slow one costs memory for nothing but its cursor, and falls back to the store
 by itself when the window has moved past it.
@@ -14,13 +14,13 @@ import logging
 from collections import deque
 
 from .records import Record
-from .store import SqliteStore
+from .store import LogStore
 
 log = logging.getLogger("iiilog.tail")
 
 
 class LogTail:
-    def __init__(self, store: SqliteStore, *, window: int = 20_000) -> None:
+    def __init__(self, store: LogStore, *, window: int = 20_000) -> None:
         self.store = store
         self.head = store.head
         self._recent: deque[Record] = deque(maxlen=window)

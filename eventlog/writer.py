@@ -1,41 +1,38 @@
-"""The single writer: queues mutations and commits them in groups.
+"""The single writer: queues mutations and bookkeeping, commits them in groups.
 
 Callers ``await writer.submit(mutation)`` and get their ``Record`` only after the
 transaction that holds it has committed (an acknowledged write is durable).
 Everything that piles up while one commit runs goes into the next one: one
-transaction and one fsync for many records. Committed records are then published
-to the listeners (the tail) in offset order. Maintenance that must not interleave
-with a commit (retention) runs here too, between batches (``run_exclusive``).
+transaction and one fsync for many records. Bookkeeping (``keep``: cursors,
+parked records, snapshots, tags, retention) rides in the same transactions.
+Committed records are then published to the listeners (the tail) in offset order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
+from .bookkeeping import Bookkeeping
 from .errors import StoreError
+from .mutations import Mutation
 from .records import Record
-from .store import Mutation, SqliteStore
+from .store import LogStore
 
 log = logging.getLogger("iiilog.writer")
 
 Listener = Callable[[list[Record]], None]
-
-
-@dataclass(slots=True)
-class _Job:
-    run: Callable[[], Awaitable[Any]]
-    future: asyncio.Future[Any]
-
-
-_Item = tuple[Mutation, "asyncio.Future[Record]"] | _Job | None
+_Item = (
+    tuple[Mutation, "asyncio.Future[Record]"]
+    | tuple[Bookkeeping, "asyncio.Future[Any]"]
+    | None
+)
 
 
 class LogWriter:
-    def __init__(self, store: SqliteStore, *, max_batch: int = 512) -> None:
+    def __init__(self, store: LogStore, *, max_batch: int = 512) -> None:
         self.store = store
         self.max_batch = max_batch
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=max_batch * 8)
@@ -44,8 +41,6 @@ class LogWriter:
         self._admission = asyncio.Lock()
         self._listeners: list[Listener] = []
         self._closing = False
-        self.batches = 0
-        self.records = 0
 
     def on_commit(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -55,83 +50,86 @@ class LogWriter:
 
         A record with ``offset == 0`` means the mutation decided to write nothing.
         """
-        if self._closing:
-            raise StoreError("the engine is shutting down")
-        future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
-        await self._put((mutation, future))
-        return await future
+        return await self._enqueue(mutation)  # type: ignore[no-any-return]
 
-    async def _put(self, item: _Item) -> None:
-        async with self._admission:  # no suspension at all when uncontended
-            await self._queue.put(item)
+    async def keep(self, op: Bookkeeping) -> Any:
+        """Queue one bookkeeping operation; returns what it returned once its
+        transaction has committed."""
+        return await self._enqueue(op)
 
-    async def run_exclusive(self, run: Callable[[], Awaitable[Any]]) -> Any:
-        """Run ``run`` on the writer, between two batches."""
+    async def _enqueue(self, item: Mutation | Bookkeeping) -> Any:
         if self._closing:
             raise StoreError("the engine is shutting down")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._put(_Job(run, future))
+        async with self._admission:  # no suspension at all when uncontended
+            await self._queue.put((item, future))  # type: ignore[arg-type]
         return await future
 
     async def run(self) -> None:
         """Commit batches until ``close`` is called and the queue is drained."""
         while True:
             item = await self._queue.get()
-            batch: list[tuple[Mutation, asyncio.Future[Record]]] = []
+            mutations: list[tuple[Mutation, asyncio.Future[Record]]] = []
+            books: list[tuple[Bookkeeping, asyncio.Future[Any]]] = []
+            last = False
             while True:
                 if item is None:
-                    await self._commit(batch)
-                    return
-                if isinstance(item, _Job):
-                    await self._commit(batch)
-                    batch = []
-                    await self._run_job(item)
+                    last = True
+                    break
+                if isinstance(item[0], Mutation):
+                    mutations.append(item)
                 else:
-                    batch.append(item)
-                if len(batch) >= self.max_batch or self._queue.empty():
+                    books.append(item)
+                if len(mutations) + len(books) >= self.max_batch:
+                    break
+                if self._queue.empty():
                     break
                 item = self._queue.get_nowait()
-            await self._commit(batch)
+            await self._commit(mutations, books)
+            if last:
+                return
 
     async def close(self) -> None:
         """Refuse new writes; what is already queued still commits."""
         self._closing = True
-        await self._put(None)
-
-    @staticmethod
-    async def _run_job(job: _Job) -> None:
-        try:
-            result = await job.run()
-        except Exception as e:
-            if not job.future.done():
-                job.future.set_exception(e)
-        else:
-            if not job.future.done():
-                job.future.set_result(result)
+        async with self._admission:
+            await self._queue.put(None)
 
     async def _commit(
-        self, batch: list[tuple[Mutation, asyncio.Future[Record]]]
+        self,
+        mutations: list[tuple[Mutation, asyncio.Future[Record]]],
+        books: list[tuple[Bookkeeping, asyncio.Future[Any]]],
     ) -> None:
-        if not batch:
+        if not mutations and not books:
             return
         try:
-            result = await self.store.commit([m for m, _ in batch])
-        except StoreError as e:
-            log.error("commit of %d mutations failed: %s", len(batch), e)
-            for _, fut in batch:
+            result = await self.store.commit(
+                [m for m, _ in mutations], [b for b, _ in books]
+            )
+        except Exception as e:
+            # Nothing of the batch was kept; its callers get the error and the
+            # writer goes on (a dead writer would hang every later caller).
+            log.error(
+                "commit of %d mutations and %d bookkeeping operations failed: %s",
+                len(mutations),
+                len(books),
+                e,
+                exc_info=not isinstance(e, StoreError),
+            )
+            for _, fut in (*mutations, *books):
                 if not fut.done():
                     fut.set_exception(e)
             return
-        for (_, fut), outcome in zip(batch, result.results, strict=True):
+        for (_, fut), outcome in zip(mutations, result.results, strict=True):
             if fut.done():
                 continue
             if isinstance(outcome, BaseException):
                 fut.set_exception(outcome)
             else:
                 fut.set_result(outcome)
-        committed = result.new
-        self.batches += 1
-        self.records += len(committed)
-        if committed:
+        for (_, kept_fut), kept in zip(books, result.kept, strict=True):
+            if not kept_fut.done():
+                kept_fut.set_result(kept)
+        if result.new:
             for listener in self._listeners:
-                listener(committed)
+                listener(result.new)

@@ -1,4 +1,5 @@
-"""Views and projections: pure folds over the log, their runner and rebuild."""
+"""Views and projections: pure folds over the log, their runner, rebuild and
+verify."""
 
 from .base import Projection
 from .registry import builtin

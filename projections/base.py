@@ -2,16 +2,15 @@
 
 ``accepts(record)`` is the source filter, ``initial()`` the empty state and
 ``apply(state, record)`` the next one. No awaits, no database, no clock: time
-and ids come from the record. States are JSON values (they are stored as
+and ids come from the record. States are JSON values (snapshots store them as
 JSON); ``apply`` may update the accumulator in place and return it.
 
-A projection may also set ``compactable = True``: it promises to be a
-last-writer-wins map over view addresses (it ignores records that change no
-view), so that folding, per address, only its latest record and the latest ones
-that created and deleted it gives the same state as folding every record
-(``todos`` and the inline views are such maps; counters such as
-``todo-metrics`` are not). A replay then folds the compacted log, which SQLite
-computes, instead of the whole history.
+``compactable`` is a promise about the fold: True means it is a last-writer-wins
+map over view addresses that ignores records changing no view, so folding, per
+address, only its latest record and the latest ones that created and deleted it
+gives the same state as folding every record (``todos`` and the inline views;
+counters such as ``todo-metrics`` are not). A rebuild then folds the compacted
+log (``LogScanner.compacted``) instead of the whole history.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from eventlog import Record
 
 class Projection(Protocol):
     name: str
+    compactable: bool
 
     def accepts(self, record: Record) -> bool: ...
 

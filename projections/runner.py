@@ -1,11 +1,12 @@
-"""The projection runner: the only I/O in ``projections/``.
+"""The projection runner: the only I/O in ``projections/`` besides rebuilds.
 
-Each projection is fed from its checkpoint to the head and then follows the
-tail. Its state and checkpoint are saved together, in one transaction on the
-writer (a *snapshot*), every ``snapshot_interval_s`` seconds (scheduled with
-APScheduler) and on shutdown, so a restart folds only what came after the last
-snapshot. With snapshots off, every start folds the whole history. A projection
-never seen before starts from offset 0: it builds itself from all of history.
+Each projection is fed from its snapshot (or from 0) to the head and then
+follows the tail. Its state and position are saved together through the writer
+(a *snapshot*: one bookkeeping operation, in a commit of the log) every
+``snapshot_interval_s`` seconds (scheduled with APScheduler) and on shutdown, so
+a restart folds only what came after the last snapshot. With snapshots off,
+every start folds the whole history. A projection never seen before starts from
+offset 0: it builds itself from all of history.
 """
 
 from __future__ import annotations
@@ -19,20 +20,13 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from eventlog import LogTail, LogWriter, SqliteStore
-from eventlog.codec import dumps, loads
+from eventlog import LogStore, LogTail, LogWriter, Record, SaveSnapshot
 
 from .base import Projection
 from .bulk import fold_history
 
 log = logging.getLogger("iiilog.projections")
 BULK_FROM = 10_000  # records behind: fold them on a thread, not from the tail
-
-_SAVE = (
-    "INSERT INTO projections(name, position, state, ts) VALUES (?,?,?,?)"
-    " ON CONFLICT(name) DO UPDATE SET position=excluded.position,"
-    " state=excluded.state, ts=excluded.ts"
-)
 
 
 @dataclass
@@ -54,7 +48,7 @@ class _Running:
 class ProjectionRunner:
     def __init__(
         self,
-        store: SqliteStore,
+        store: LogStore,
         writer: LogWriter,
         tail: LogTail,
         projections: list[Projection],
@@ -67,22 +61,19 @@ class ProjectionRunner:
         self.snapshots = snapshots or SnapshotConfig()
         self.running: dict[str, _Running] = {}
         self._scheduler: AsyncIOScheduler | None = None
-        self.startup_fold_s = 0.0
 
     async def start(self) -> None:
-        started = time.perf_counter()
         runs = []
         for projection in self.projections:
             saved = (
-                await self.store.projection_state(projection.name)
+                await self.store.snapshot(projection.name)
                 if self.snapshots.enabled
                 else None
             )
             if saved is None:
                 state, position = projection.initial(), 0
             else:
-                position, text = saved
-                state = loads(text)
+                state, position = saved.state, saved.position
             runs.append(
                 _Running(projection, state, position, position, asyncio.Event())
             )
@@ -95,9 +86,8 @@ class ProjectionRunner:
             await self._catch_up(run)
             self.running[run.projection.name] = run
             run.task = asyncio.get_running_loop().create_task(
-                self._follow(run), name=f"projection:{projection.name}"
+                self._follow(run), name=f"projection:{run.projection.name}"
             )
-        self.startup_fold_s = time.perf_counter() - started
         if self.snapshots.enabled:
             self._scheduler = AsyncIOScheduler(timezone="UTC")
             self._scheduler.add_job(
@@ -127,7 +117,12 @@ class ProjectionRunner:
         if head - run.position < BULK_FROM:
             return
         run.state = await asyncio.to_thread(
-            fold_history, self.store.path, run.projection, run.state, run.position, head
+            fold_history,
+            self.store.scanner(),
+            run.projection,
+            run.state,
+            run.position,
+            head,
         )
         run.position = head
 
@@ -138,7 +133,7 @@ class ProjectionRunner:
                 return
             self._fold(run, records)
 
-    def _fold(self, run: _Running, records: list[Any]) -> None:
+    def _fold(self, run: _Running, records: list[Record]) -> None:
         projection = run.projection
         state = run.state
         for record in records:
@@ -160,36 +155,20 @@ class ProjectionRunner:
     async def save_all(self) -> None:
         """A snapshot of every projection that moved since the last one."""
         ts = int(time.time() * 1000)
-        batch = [
-            (run, run.position, dumps(run.state))
+        moved = [
+            (
+                run,
+                SaveSnapshot.capture(run.projection.name, run.position, run.state, ts),
+            )
             for run in self.running.values()
             if run.position != run.saved
         ]
-        if not batch:
-            return
-        statements = [
-            (_SAVE, (run.projection.name, pos, text, ts)) for run, pos, text in batch
-        ]
-        await self.writer.run_exclusive(lambda: self.store.write_small(statements))
-        for run, pos, _ in batch:
-            run.saved = pos
+        await asyncio.gather(*(self.writer.keep(op) for _, op in moved))
+        for run, op in moved:
+            run.saved = op.position
 
     def get(self, name: str) -> tuple[int, Any] | None:
         run = self.running.get(name)
         if run is None:
             return None
         return run.position, copy.deepcopy(run.state)
-
-    async def wait_for(self, name: str, position: int, timeout: float) -> bool:
-        """Until projection ``name`` has folded ``position``; False on timeout."""
-        run = self.running[name]
-        deadline = time.monotonic() + timeout
-        while run.position < position:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(run.changed.wait(), remaining)
-            except TimeoutError:
-                return run.position >= position
-        return True

@@ -18,6 +18,7 @@ def _completed(todo: Any) -> int:
 
 class TodoMetrics:
     name = "todo-metrics"
+    compactable = False  # a counter needs every record
 
     def accepts(self, record: Record) -> bool:
         return record.space == "state" and record.scope == "todos"

@@ -1,7 +1,7 @@
-"""The inline views as a pure fold: what the store keeps up to date inside each
-commit, recomputed from the records alone.
+"""The inline views as a projection: what the store keeps up to date inside
+each commit, recomputed from the records alone.
 
-Pure. Used to rebuild and to verify (``scripts/replay.py``): for every log,
+Pure. Used to rebuild and to verify (``projections.rebuild``): for every log,
 ``rows(fold(records))`` must equal the store's live view, row for row and in
 list order.
 """
@@ -11,15 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from eventlog import Record
+from eventlog import Address, Record, ViewRow
 
-Address = tuple[str, str, str, str]  # (space, scope, group, key)
 ViewState = dict[Address, tuple[int, Any]]  # address -> (list position, value)
 
 
 class InlineViews:
     name = "views"
     compactable = True
+
+    def accepts(self, record: Record) -> bool:
+        return record.in_view and record.verb != "send"
 
     def initial(self) -> ViewState:
         return {}
@@ -45,7 +47,7 @@ def fold(records: Iterable[Record], state: ViewState | None = None) -> ViewState
     return acc
 
 
-def rows(state: ViewState, space: str) -> list[tuple[str, str, str, Any]]:
+def rows(state: ViewState, space: str) -> list[ViewRow]:
     """(scope, group, key, value) in the store's order: scope, group, position."""
     items = [(a, p, v) for a, (p, v) in state.items() if a[0] == space]
     items.sort(key=lambda item: (item[0][1], item[0][2], item[1]))

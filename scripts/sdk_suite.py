@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness import EngineProcess  # noqa: E402
+from scripts.engine_process import EngineProcess  # noqa: E402
 
 VERSION = "0.25.0"
 # The files that talk to an engine (spec/modules.md §8.2).

@@ -1,4 +1,4 @@
-"""Replay of compactable targets from the compacted log (``scan_compacted``)
+"""Replay of compactable targets from the compacted log (``LogScanner.compacted``)
 gives exactly what folding every record gives: values, deletions, list order.
 
 The log is written by the real store and writer into a temp dir: state and
@@ -17,7 +17,7 @@ import pytest
 
 from eventlog import LogWriter, Mutation, Outcome, SqliteStore
 from eventlog.records import Kind
-from eventlog.store import scan_compacted, scan_log
+from eventlog.sqlite import SqliteScanner
 from projections.todos import Todos
 from projections.views import InlineViews, rows
 
@@ -88,11 +88,15 @@ def test_compacted_fold_equals_full_fold(
     after, until = window[0], window[1] or head
     # Start from the full fold up to ``after``, as a snapshot would.
     for fold in (InlineViews(), Todos()):
-        base = _fold(fold, (r for c in scan_log(path, 0, after) for r in c), {})
-        full = _fold(
-            fold, (r for c in scan_log(path, after, until) for r in c), dict(base)
+        base = _fold(
+            fold, (r for c in SqliteScanner(path).scan(0, after) for r in c), {}
         )
-        compacted_records = scan_compacted(path, after, until)
+        full = _fold(
+            fold,
+            (r for c in SqliteScanner(path).scan(after, until) for r in c),
+            dict(base),
+        )
+        compacted_records = SqliteScanner(path).compacted(after, until)
         compacted = _fold(fold, compacted_records, dict(base))
         assert list(compacted.items()) == list(full.items())  # order included
         if isinstance(fold, InlineViews):
@@ -106,7 +110,7 @@ def test_compacted_log_leaves_out_records_that_change_no_view(
     log: tuple[Path, int],
 ) -> None:
     path, head = log
-    records = scan_compacted(path, 0, head)
+    records = SqliteScanner(path).compacted(0, head)
     assert records
     assert all(r.in_view and r.kind != "stream.send" for r in records)
     assert [r.offset for r in records] == sorted({r.offset for r in records})
