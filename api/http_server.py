@@ -176,28 +176,24 @@ class HttpModule:
         deadline = loop.time() + self.config.default_timeout / 1000
         request_body = self.channels.create()
         response_body = self.channels.create()
-        pump: asyncio.Task[Any] | None = None
-        handler: asyncio.Task[Any] | None = None
+        tasks: list[asyncio.Task[Any]] = []  # the body pump and the handler call
         try:
             # The timeout covers deciding the response head; a streamed body
             # may outlive it.
             async with asyncio.timeout_at(deadline):
                 decided = await self._decide(
-                    request, route, params, request_body, response_body
+                    request, route, params, request_body, response_body, tasks
                 )
             if isinstance(decided, web.StreamResponse):
                 return decided
-            pump, handler, status, headers, first = decided
+            status, headers, first = decided
             return await self._stream(request, response_body, status, headers, first)
         except TimeoutError:
             return web.Response(status=504)
         finally:
             self.channels.drop(request_body)
             self.channels.drop(response_body)
-            for task in (pump,):
-                if task is not None:
-                    task.cancel()
-            del handler
+            await _settle(tasks, route)
 
     async def _pump(
         self, channel: Channel, request: web.Request, raw: bytes | None
@@ -218,9 +214,11 @@ class HttpModule:
         params: dict[str, str],
         request_body: Channel,
         response_body: Channel,
-    ) -> web.StreamResponse | tuple[Any, Any, int, dict[str, str], bytes | None]:
+        tasks: list[asyncio.Task[Any]],
+    ) -> web.StreamResponse | tuple[int, dict[str, str], bytes | None]:
         """Everything up to the response head: a whole response, or what a
-        streamed one starts with (pump, handler, status, headers, first chunk)."""
+        streamed one starts with (status, headers, first chunk). The tasks it
+        starts go into ``tasks``, which the caller settles."""
         headers = {k.lower(): v for k, v in request.headers.items()}
         query = dict(request.query.items())
         meta = {
@@ -249,8 +247,10 @@ class HttpModule:
                             "INVALID_JSON", f"Request body is not valid JSON: {e}"
                         ),
                     )
-        pump = asyncio.get_running_loop().create_task(
-            self._pump(request_body, request, raw), name="http-body-pump"
+        tasks.append(
+            asyncio.get_running_loop().create_task(
+                self._pump(request_body, request, raw), name="http-body-pump"
+            )
         )
         payload: dict[str, Any] = {
             "query_params": query,
@@ -305,8 +305,10 @@ class HttpModule:
                 route.function_id,
                 payload,
                 CallContext(function_id=route.function_id, namespace=route.namespace),
-            )
+            ),
+            name=f"http-handler:{route.function_id}",
         )
+        tasks.append(handler)
         status, out_headers = 200, dict[str, str]()
         getter: asyncio.Task[Any] | None = None
         try:
@@ -322,10 +324,10 @@ class HttpModule:
                 if getter in done:
                     item, getter = getter.result(), None
                     if item is None:  # the writer closed without a body chunk
-                        return pump, handler, status, out_headers, None
+                        return status, out_headers, None
                     kind, data = item
                     if kind == "binary":
-                        return pump, handler, status, out_headers, as_bytes(data)
+                        return status, out_headers, as_bytes(data)
                     status = _control(data, out_headers, status)
                     continue
                 if handler in done:
@@ -425,3 +427,16 @@ class HttpModule:
             error,
         )
         return _json_response(500, error_envelope(error.code, error.message, error_id))
+
+
+async def _settle(tasks: list[asyncio.Task[Any]], route: Route) -> None:
+    """A request's tasks end with it: what still runs is cancelled, and what
+    failed unexpectedly is logged (the response already went out)."""
+    for task in tasks:
+        if not task.done():
+            task.cancel()
+    for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+        if isinstance(outcome, Exception) and not isinstance(
+            outcome, EngineError | ConnectionResetError
+        ):
+            log.error("http %s: a request task failed: %r", route.display, outcome)

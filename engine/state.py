@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from eventlog import Compute, Mutation, Outcome, Record
+from eventlog import Compute, Mutation, Outcome, Record, StoreError
 from eventlog.codec import dumps_bytes
 from projections.views import fold, rows
 
@@ -121,9 +121,7 @@ class StateModule:
         mutation.dedupe = self.engine.delivery_tag(mutation.origin)
         try:
             return await self.engine.writer.submit(mutation)
-        except EngineError:
-            raise
-        except Exception as e:
+        except StoreError as e:  # the log refused: the caller's error, not a bug
             verb = error_code.split("_")[0].lower()
             raise EngineError(error_code, f"Failed to {verb} value: {e}") from e
 

@@ -13,7 +13,7 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-from eventlog import Mutation, Outcome, PruneSends, Record
+from eventlog import Mutation, Outcome, PruneSends, Record, StoreError
 from eventlog.codec import dumps_bytes
 
 from .core import CallContext, Engine, TriggerBinding, now_ms
@@ -127,9 +127,7 @@ class StreamModule:
         mutation.dedupe = self.engine.delivery_tag(mutation.origin)
         try:
             return await self.engine.writer.submit(mutation)
-        except EngineError:
-            raise
-        except Exception as e:
+        except StoreError as e:  # the log refused: the caller's error, not a bug
             raise EngineError(code, f"Failed to {verb} value: {e}") from e
 
     @staticmethod

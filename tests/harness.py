@@ -2,7 +2,7 @@
 
 The engine process itself (``EngineProcess``, ``wait_until``) lives in
 ``scripts/engine_process.py`` so benchmarks and the SDK suite runner share it.
-``query_log`` is the one place tests read the engine's database (read-only).
+Tests touch the engine's database only through ``tests/storage.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import http.client
 import json
 import random
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,8 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scripts.engine_process import ROOT, EngineProcess, wait_until
+from tests.storage import query_log
 
-__all__ = ["ROOT", "EngineProcess", "Http", "wait_until"]
+__all__ = ["ROOT", "EngineProcess", "Http", "query_log", "wait_until"]
 
 
 class Http:
@@ -163,14 +163,3 @@ def engine_with(
     config = root / "config.yaml"
     config.write_text("workers:\n" + MAIN_LISTENER + modules)
     return EngineProcess(root / "data", config=config, env=env).start()
-
-
-def query_log(
-    data_dir: Path, sql: str, params: tuple[Any, ...] = ()
-) -> list[tuple[Any, ...]]:
-    """Read the engine's SQLite file directly, read-only (beside a live engine)."""
-    db = sqlite3.connect(f"file:{data_dir / 'log.sqlite3'}?mode=ro", uri=True)
-    try:
-        return list(db.execute(sql, params))
-    finally:
-        db.close()
