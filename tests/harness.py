@@ -19,9 +19,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scripts.engine_process import ROOT, EngineProcess, wait_until
-from tests.storage import query_log
 
-__all__ = ["ROOT", "EngineProcess", "Http", "query_log", "wait_until"]
+__all__ = ["ROOT", "EngineProcess", "Http", "wait_until"]
 
 
 class Http:

@@ -1,9 +1,11 @@
-"""The one place tests touch a log's database directly.
+"""The one place tests touch a log's database directly (SQLite data dirs).
 
-``query_log`` reads a data dir's SQLite file read-only (beside a live engine).
-``refuse_scope`` is fault injection for the storage conformance suite: it makes
-the database itself refuse any record of one scope, so a commit fails inside
-the database, the way a full disk or a dropped connection fails it.
+Reads are read-only, beside a live engine: offsets, tags, snapshots. The
+writes exist only to fake what the engine must detect or survive: a tampered
+view or snapshot (drift for ``replay --verify``), a forgotten snapshot (a new
+projection), and ``sqlite_refuse_scope``, fault injection for the storage
+conformance suite (the database itself refuses a commit, the way a full disk
+or a dropped connection does).
 """
 
 from __future__ import annotations
@@ -12,18 +14,74 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from eventlog.sqlite import LOG_FILE
+from eventlog import Record
+from eventlog.codec import dumps, loads
+from eventlog.sqlite import LOG_FILE, SqliteScanner
 
 
-def query_log(
-    data_dir: Path, sql: str, params: tuple[Any, ...] = ()
-) -> list[tuple[Any, ...]]:
-    """Read the engine's SQLite file directly, read-only (beside a live engine)."""
+def _read(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
     db = sqlite3.connect(f"file:{data_dir / LOG_FILE}?mode=ro", uri=True)
     try:
         return list(db.execute(sql, params))
     finally:
         db.close()
+
+
+def _write(data_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> None:
+    db = sqlite3.connect(data_dir / LOG_FILE, isolation_level=None)
+    try:
+        db.execute(sql, params)
+    finally:
+        db.close()
+
+
+def records(data_dir: Path, after: int = 0) -> list[Record]:
+    """Every record after ``after``, in offset order."""
+    scanner = SqliteScanner(data_dir / LOG_FILE)
+    return [r for chunk in scanner.scan(after, 2**62) for r in chunk]
+
+
+def log_offsets(data_dir: Path) -> list[int]:
+    return [row[0] for row in _read(data_dir, "SELECT seq FROM log ORDER BY seq")]
+
+
+def delivery_tags(data_dir: Path) -> int:
+    """How many handler write tags are kept."""
+    return int(_read(data_dir, "SELECT COUNT(*) FROM dedupe")[0][0])
+
+
+def snapshot_positions(data_dir: Path) -> dict[str, int]:
+    rows = _read(data_dir, "SELECT name, position FROM projections")
+    return {name: int(position) for name, position in rows}
+
+
+def tamper_state(data_dir: Path, key: str | None, value: Any) -> str:
+    """Overwrite a state view row behind the log's back (the first row when
+    ``key`` is None); returns the key."""
+    if key is None:
+        key = _read(data_dir, "SELECT key FROM view WHERE space='state' LIMIT 1")[0][0]
+    _write(
+        data_dir,
+        "UPDATE view SET value=? WHERE space='state' AND key=?",
+        (dumps(value), key),
+    )
+    return str(key)
+
+
+def tamper_snapshot(data_dir: Path, name: str, state: Any) -> None:
+    _write(
+        data_dir, "UPDATE projections SET state=? WHERE name=?", (dumps(state), name)
+    )
+
+
+def forget_snapshot(data_dir: Path, name: str) -> None:
+    """As if the projection had just been added to the registry."""
+    _write(data_dir, "DELETE FROM projections WHERE name=?", (name,))
+
+
+def snapshot_state(data_dir: Path, name: str) -> Any:
+    rows = _read(data_dir, "SELECT state FROM projections WHERE name=?", (name,))
+    return loads(rows[0][0]) if rows else None
 
 
 def sqlite_refuse_scope(data_dir: Path, scope: str | None) -> None:

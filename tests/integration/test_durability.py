@@ -4,7 +4,6 @@ stay gapless, and the live views always equal the views rebuilt from the log."""
 from __future__ import annotations
 
 import random
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,15 +17,15 @@ from tests.harness import (
     ROOT,
     EngineProcess,
     call,
-    query_log,
     replay,
     sdk_worker,
     wait_until,
 )
+from tests.storage import log_offsets, tamper_state
 
 
 def offsets(data_dir: Path) -> list[int]:
-    return [r[0] for r in query_log(data_dir, "SELECT seq FROM log ORDER BY seq")]
+    return log_offsets(data_dir)
 
 
 def random_history(client: Any, seed: int, n: int) -> None:
@@ -149,10 +148,7 @@ def test_live_views_equal_replay_and_drift_is_detected(
     fresh_engine.stop()
     result = replay(fresh_engine.data_dir, "--verify")
     assert result.returncode == 0, result.stdout
-    db = sqlite3.connect(fresh_engine.data_dir / "log.sqlite3")
-    with db:
-        db.execute("UPDATE view SET value='\"tampered\"' WHERE key='victim'")
-    db.close()
+    tamper_state(fresh_engine.data_dir, "victim", "tampered")
     result = replay(fresh_engine.data_dir, "--verify")
     assert result.returncode == 1
     assert "differs" in result.stdout and "victim" in result.stdout

@@ -25,13 +25,13 @@ from tests.harness import (
     EngineProcess,
     call,
     engine_with,
-    query_log,
     sdk_worker,
     wait_until,
 )
 from tests.harness import (
     trigger_bound as bound,
 )
+from tests.storage import delivery_tags
 
 
 def scope() -> str:
@@ -498,7 +498,7 @@ def test_write_tags_expire(tmp_path: Path) -> None:
     )
 
     def tags() -> int:
-        return int(query_log(proc.data_dir, "SELECT COUNT(*) FROM dedupe")[0][0])
+        return delivery_tags(proc.data_dir)
 
     try:
         with sdk_worker(proc.worker_url, "tagger") as w:

@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import json
 import random
-import sqlite3
 import threading
 import time
 from datetime import datetime
@@ -23,11 +22,18 @@ from tests.harness import (
     Http,
     call,
     engine_with,
-    query_log,
     replay,
     sdk_worker,
     todo_history,
     wait_until,
+)
+from tests.storage import (
+    forget_snapshot,
+    log_offsets,
+    records,
+    snapshot_positions,
+    tamper_snapshot,
+    tamper_state,
 )
 from tests.wsclients import RawWorker
 
@@ -102,10 +108,7 @@ def test_new_projection_builds_from_history(fresh_engine: EngineProcess) -> None
         todo_history(c, 150, seed=2)
         expected = expected_metrics(c)
     fresh_engine.stop()
-    db = sqlite3.connect(fresh_engine.data_dir / "log.sqlite3")
-    with db:  # as if todo-metrics had just been added to the registry
-        db.execute("DELETE FROM projections WHERE name='todo-metrics'")
-    db.close()
+    forget_snapshot(fresh_engine.data_dir, "todo-metrics")
     fresh_engine.start()
     with sdk_worker(fresh_engine.worker_url, "reader") as c:
         wait_until(lambda: caught_up(c, "todo-metrics"))
@@ -119,11 +122,7 @@ def test_snapshots_equal_a_full_refold(tmp_path: Path) -> None:
     )
 
     def snapshot_position() -> int:
-        rows = query_log(
-            proc.data_dir,
-            "SELECT position FROM projections WHERE name='todo-metrics'",
-        )
-        return int(rows[0][0]) if rows else 0
+        return snapshot_positions(proc.data_dir).get("todo-metrics", 0)
 
     try:
         with sdk_worker(proc.worker_url, "snap") as c:
@@ -205,7 +204,7 @@ def test_restart_without_snapshots_folds_history_in_bulk(tmp_path: Path) -> None
             followed = {n: projection(c, n) for n in names}
             assert followed["todo-metrics"]["state"] == expected_metrics(c)
         proc.stop()
-        assert not query_log(proc.data_dir, "SELECT * FROM projections")
+        assert not snapshot_positions(proc.data_dir)
         proc.start()
         with sdk_worker(proc.worker_url, "after") as c:
             rebuilt = {n: projection(c, n) for n in names}
@@ -237,30 +236,21 @@ def test_replay_of_100k_records_verify_apply_and_to(
     )
     assert past["targets"]["todo-metrics"]["position"] == 500
     # Corrupt a view row and a projection, detect, repair with new records.
-    db = sqlite3.connect(fresh_engine.data_dir / "log.sqlite3")
-    with db:
-        head = db.execute("SELECT MAX(seq) FROM log").fetchone()[0]
-        key = db.execute("SELECT key FROM view LIMIT 1").fetchone()[0]
-        db.execute("UPDATE view SET value='\"tampered\"' WHERE key=?", (key,))
-        db.execute(
-            'UPDATE projections SET state=\'{"total":-1,"completed":0}\''
-            " WHERE name='todo-metrics'"
-        )
-    db.close()
+    head = log_offsets(fresh_engine.data_dir)[-1]
+    tamper_state(fresh_engine.data_dir, None, "tampered")
+    tamper_snapshot(
+        fresh_engine.data_dir, "todo-metrics", {"total": -1, "completed": 0}
+    )
     result = replay(fresh_engine.data_dir, "--verify")
     assert result.returncode == 1
     assert "tampered" in result.stdout and "total" in result.stdout
     fixed = replay(fresh_engine.data_dir, "--apply")
     assert fixed.returncode == 0 and "applied 2 corrections" in fixed.stdout
     assert replay(fresh_engine.data_dir, "--verify").returncode == 0
-    db = sqlite3.connect(fresh_engine.data_dir / "log.sqlite3")
-    try:
-        rows = db.execute(
-            "SELECT seq, extra FROM log WHERE seq > ?", (head,)
-        ).fetchall()
-    finally:
-        db.close()
-    assert len(rows) == 1 and "iiilog::replay" in rows[0][1]  # history kept
+    added = records(fresh_engine.data_dir, after=head)
+    assert len(added) == 1  # history kept: the correction is a new record
+    assert added[0].origin is not None
+    assert added[0].origin.function_id == "iiilog::replay"
 
 
 def test_apply_refuses_beside_a_running_engine(engine: EngineProcess) -> None:
