@@ -29,8 +29,9 @@ class Plan:
     result: BatchResult = field(default_factory=BatchResult)
     rows: list[LogRow] = field(default_factory=list)
     view_deletes: list[Address] = field(default_factory=list)
-    # (space, scope, grp, key, value text, position), applied after the deletes:
-    # insert, or update only the value (an overwrite keeps its list position)
+    # (space, scope, grp, key, value text, list position): the final row of each
+    # address the batch leaves in the view. An overwrite keeps its position; a
+    # key created (again) takes its record's offset. No address is in both lists.
     view_upserts: list[tuple[str, str, str, str, str, int]] = field(
         default_factory=list
     )
@@ -54,7 +55,6 @@ def plan_batch(
     rows = plan.rows
     now = dict(current)  # later mutations of an address see the earlier ones
     done = dict(applied)
-    deleted: set[Address] = set()
     final: dict[Address, tuple[str, int] | None] = {}
     offset = head
     for m in batch:
@@ -139,17 +139,13 @@ def plan_batch(
         if not out.touches_view:
             continue
         if new_text is None:
-            if existed:
-                deleted.add(addr)
             now[addr] = (None, 0)
             final[addr] = None
         else:
             keep = pos if existed else offset
             now[addr] = (new_text, keep)
             final[addr] = (new_text, keep)
-    # Deletes go first: a key deleted and created again in one batch is
-    # inserted anew (it moves to the end of its list).
-    plan.view_deletes = list(deleted)
+    plan.view_deletes = [a for a, v in final.items() if v is None]
     plan.view_upserts = [(*a, v[0], v[1]) for a, v in final.items() if v is not None]
     return plan
 

@@ -99,3 +99,49 @@ def sqlite_refuse_scope(data_dir: Path, scope: str | None) -> None:
                 )
     finally:
         db.close()
+
+
+# -- PostgreSQL ----------------------------------------------------------------------
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def pg_schema(name: str, *, drop: bool = False) -> str:
+    """Create (or drop) a schema of its own for one test; returns its URL."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL, timeout=10)
+    try:
+        if drop:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        else:
+            await conn.execute(f'CREATE SCHEMA "{name}"')
+    finally:
+        await conn.close()
+    return f"{PG_URL}?search_path={name}"
+
+
+async def pg_refuse_scope(url: str, scope: str | None) -> None:
+    """The PostgreSQL twin of ``sqlite_refuse_scope``."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        for table in ("iiilog_log", "iiilog_cursors"):
+            await conn.execute(f"DROP TRIGGER IF EXISTS refuse ON {table}")
+        if scope is None:
+            return
+        await conn.execute(
+            "CREATE OR REPLACE FUNCTION refuse_scope() RETURNS trigger AS $$"
+            f" BEGIN IF TG_ARGV[0] = 'log' AND NEW.scope = '{scope}'"
+            f" OR TG_ARGV[0] = 'cursors' AND NEW.key = '{scope}'"
+            " THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END"
+            " $$ LANGUAGE plpgsql"
+        )
+        for table, arg in (("iiilog_log", "log"), ("iiilog_cursors", "cursors")):
+            await conn.execute(
+                f"CREATE TRIGGER refuse BEFORE INSERT ON {table}"
+                f" FOR EACH ROW EXECUTE FUNCTION refuse_scope('{arg}')"
+            )
+    finally:
+        await conn.close()

@@ -83,7 +83,8 @@ INSERT_TAG = "INSERT INTO dedupe(trace_id, n, seq, ts) VALUES (?,?,?,?)"
 DELETE_VIEW = "DELETE FROM view WHERE space=? AND scope=? AND grp=? AND key=?"
 UPSERT_VIEW = (
     "INSERT INTO view(space, scope, grp, key, value, pos) VALUES (?,?,?,?,?,?)"
-    " ON CONFLICT(space, scope, grp, key) DO UPDATE SET value=excluded.value"
+    " ON CONFLICT(space, scope, grp, key) DO UPDATE SET value=excluded.value,"
+    " pos=excluded.pos"
 )
 SET_VIEWS_CHECKPOINT = (
     "INSERT INTO checkpoint(name, position) VALUES ('views', ?)"

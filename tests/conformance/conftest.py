@@ -7,13 +7,15 @@ new backend adds one class here; the tests run on it unchanged.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from eventlog import LogStore, SqliteStore
-from tests.storage import sqlite_refuse_scope
+from eventlog.postgres import PostgresStore
+from tests.storage import pg_refuse_scope, pg_schema, sqlite_refuse_scope
 
 
 class SqliteBackend:
@@ -32,14 +34,42 @@ class SqliteBackend:
         return None
 
 
-Backend = SqliteBackend
+class PostgresBackend:
+    """A schema of its own on the machine's PostgreSQL (a missing server fails
+    the test, it is never skipped)."""
+
+    name = "postgres"
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.url = ""
+
+    async def create(self) -> None:
+        self.url = await pg_schema(self.schema)
+
+    async def open(self) -> LogStore:
+        return await PostgresStore.open(self.url)
+
+    async def refuse(self, scope: str | None) -> None:
+        await pg_refuse_scope(self.url, scope)
+
+    async def drop(self) -> None:
+        await pg_schema(self.schema, drop=True)
 
 
-@pytest.fixture(params=["sqlite"])
+Backend = SqliteBackend | PostgresBackend
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Backend]:
-    b = SqliteBackend(tmp_path)
+    b: Backend
+    if request.param == "sqlite":
+        b = SqliteBackend(tmp_path)
+    else:
+        b = PostgresBackend(f"iiilog_test_{uuid.uuid4().hex[:12]}")
+        await b.create()
     try:
         yield b
     finally:

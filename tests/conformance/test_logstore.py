@@ -461,7 +461,9 @@ async def test_scans_and_the_compacted_log(
     head = store.head
     after, until = window[0], window[1] or head
     scanner = store.scanner()
-    scanned = [r for chunk in scanner.scan(0, head, batch=97) for r in chunk]
+    scanned = await asyncio.to_thread(
+        lambda: [r for chunk in scanner.scan(0, head, batch=97) for r in chunk]
+    )
     assert scanned == await store.read(0, 100_000)
     compacted = await asyncio.to_thread(scanner.compacted, after, until)
     assert all(r.in_view and r.kind != "stream.send" for r in compacted)

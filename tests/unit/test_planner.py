@@ -95,7 +95,7 @@ def row(
             [remove("a"), put("a", 2)],
             4,
             [(5, "a", True, 1, None), (6, "a", False, None, 2)],
-            ["a"],
+            [],
             [("a", 2, 6)],
             id="deleted and created again: inserted anew at the end",
         ),
