@@ -12,8 +12,9 @@ connections and timeouts become ``StoreError``; the pool reconnects by itself.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,6 +39,7 @@ from . import schema as q
 from .reads import Conn, PostgresReads, errors
 from .scan import PostgresScanner
 
+log = logging.getLogger("iiilog.postgres")
 COMMIT_TIMEOUT_S = 15.0  # a commit that cannot finish (database gone) fails
 
 
@@ -89,6 +91,35 @@ class PostgresStore(PostgresReads):
 
     def scanner(self) -> PostgresScanner:
         return PostgresScanner(self.url)
+
+    async def watch(self, wake: Callable[[], None], retry_s: float = 1.0) -> None:
+        """Call ``wake`` on every commit notification, until cancelled. The
+        listening connection is opened again whenever it is lost (and ``wake``
+        is called then too: notifications sent meanwhile are gone)."""
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.url, timeout=5)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(q.NOTIFY_CHANNEL, lambda *_: wake())
+                wake()
+                while not lost.is_set():
+                    try:
+                        await asyncio.wait_for(lost.wait(), retry_s * 5)
+                    except TimeoutError:  # a silent half-open socket: probe it
+                        await conn.fetchval("SELECT 1", timeout=retry_s * 5)
+            except (
+                OSError,
+                TimeoutError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+            ) as e:
+                log.warning("listening for commits on %s failed: %s", self.location, e)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+            await asyncio.sleep(retry_s)
 
     async def close(self) -> None:
         try:

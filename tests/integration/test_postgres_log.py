@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from eventlog import Mutation, Outcome
+from eventlog import LogTail, LogWriter, Mutation, Outcome, Record
 from eventlog.postgres import PostgresStore
 from tests.storage import pg_schema
 
@@ -122,3 +122,49 @@ async def test_several_nodes_may_create_the_schema_at_once(url: str) -> None:
     finally:
         for s in stores:
             await s.close()
+
+
+@pytest.mark.parametrize("notify", [True, False], ids=["notified", "polled-only"])
+async def test_a_follower_publishes_every_commit_once_in_order(
+    url: str, notify: bool
+) -> None:
+    """Node A's tail gets its own commits (offered by its writer) and node B's
+    (through the follower: notified, or only polled as if every notification
+    was lost), each once, in offset order, with no gap."""
+    a, b = await PostgresStore.open(url), await PostgresStore.open(url)
+    tail = LogTail(a)
+    writer = LogWriter(a)
+    writer.on_commit(tail.offer)
+    published: list[int] = []
+    original = tail.publish
+
+    def publish(records: list[Record]) -> None:
+        published.extend(r.offset for r in records)
+        original(records)
+
+    tail.publish = publish  # type: ignore[method-assign]
+    tasks = [
+        asyncio.ensure_future(writer.run()),
+        asyncio.ensure_future(tail.follow(0.3 if notify else 0.1)),
+    ]
+    if notify:
+        tasks.append(asyncio.ensure_future(a.watch(tail.poke)))
+    try:
+        for i in range(30):
+            if i % 3 == 0:
+                await writer.submit(put(f"a{i}", i))
+            else:
+                await b.commit([put(f"b{i}", i), put(f"b{i}x", i)])
+        head = await b.read_head()
+        async with asyncio.timeout(10):
+            while tail.head < head:
+                await tail.wait_beyond(tail.head, 0.5)
+        assert published == list(range(1, head + 1))
+        assert [r.offset for r in await tail.read_after(0, 1000)] == published
+    finally:
+        await writer.close()
+        for t in tasks[1:]:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await a.close()
+        await b.close()
