@@ -86,6 +86,54 @@ CREATE TABLE iiilog_snapshots (
 """,
     ),
 ]
+MIGRATIONS.append(
+    (
+        2,
+        """
+CREATE TABLE iiilog_nodes (
+    node_id      TEXT PRIMARY KEY,
+    worker_url   TEXT   NOT NULL,
+    http_url     TEXT,
+    stream_url   TEXT,
+    started_ms   BIGINT NOT NULL,
+    heartbeat_ms BIGINT NOT NULL
+);
+CREATE TABLE iiilog_functions (
+    namespace   TEXT NOT NULL,
+    function_id TEXT NOT NULL,
+    node_id     TEXT NOT NULL,
+    info        TEXT NOT NULL,
+    PRIMARY KEY (namespace, function_id, node_id)
+);
+CREATE TABLE iiilog_routes (
+    node_id     TEXT NOT NULL,
+    trigger_id  TEXT NOT NULL,
+    function_id TEXT NOT NULL,
+    namespace   TEXT,
+    config      TEXT NOT NULL,
+    PRIMARY KEY (node_id, trigger_id)
+);
+CREATE TABLE iiilog_worker_names (
+    namespace TEXT NOT NULL,
+    name      TEXT NOT NULL,
+    node_id   TEXT NOT NULL,
+    worker_id TEXT NOT NULL,
+    PRIMARY KEY (namespace, name)
+);
+CREATE TABLE iiilog_leases (
+    name       TEXT PRIMARY KEY,
+    node_id    TEXT   NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+CREATE TABLE iiilog_cron_fires (
+    job          TEXT   NOT NULL,
+    scheduled_ms BIGINT NOT NULL,
+    node_id      TEXT   NOT NULL,
+    PRIMARY KEY (job, scheduled_ms)
+);
+""",
+    )
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 # Concurrent starts of several nodes wait for each other here (per schema).
 MIGRATION_LOCK = "SELECT pg_advisory_lock(hashtext('iiilog:' || current_schema()))"

@@ -36,6 +36,7 @@ from ..planner import Plan, plan_batch
 from ..records import Record
 from ..rows import row_to_record
 from . import schema as q
+from .directory import PostgresDirectory
 from .reads import Conn, PostgresReads, errors
 from .scan import PostgresScanner
 
@@ -91,6 +92,10 @@ class PostgresStore(PostgresReads):
 
     def scanner(self) -> PostgresScanner:
         return PostgresScanner(self.url)
+
+    def directory(self) -> PostgresDirectory:
+        """The cluster directory in the same database."""
+        return PostgresDirectory(self._pool)
 
     async def watch(self, wake: Callable[[], None], retry_s: float = 1.0) -> None:
         """Call ``wake`` on every commit notification, until cancelled. The
