@@ -17,7 +17,14 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from engine.channels import ChannelRegistry, as_bytes
-from engine.core import CallContext, Engine, FunctionEntry, TriggerBinding, now_ms
+from engine.core import (
+    DEFAULT_NS,
+    CallContext,
+    Engine,
+    FunctionEntry,
+    TriggerBinding,
+    now_ms,
+)
 from engine.errors import EngineError
 from engine.http_functions import HttpFunctions
 from engine.logs import LogSink
@@ -225,7 +232,7 @@ class WorkerConnection:
                 "function_id": session.prefixed(msg.id),
                 "description": msg.description,
                 "metadata": msg.metadata,
-                "namespace": self.metadata.get("namespace") or "default",
+                "namespace": self.metadata.get("namespace") or DEFAULT_NS,
                 "context": session.context,
             }
         elif isinstance(msg, RegisterTriggerType):
@@ -248,7 +255,7 @@ class WorkerConnection:
                 "function_id": msg.function_id,
                 "config": msg.config,
                 "metadata": msg.metadata,
-                "namespace": msg.namespace or "default",
+                "namespace": msg.namespace or DEFAULT_NS,
                 "context": session.context,
             }
         if not hook:

@@ -5,14 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from .core import CallContext, Engine, FunctionEntry, Peer, TriggerBinding
+from .core import DEFAULT_NS, CallContext, Engine, FunctionEntry, Peer, TriggerBinding
 from .errors import EngineError
-
-
-def _worker_name(engine: Engine, entry: FunctionEntry) -> str:
-    if entry.owner is not None and entry.owner.name:
-        return entry.owner.name
-    return entry.id.split("::", 1)[0]
 
 
 def _visible(entry: FunctionEntry, include_internal: bool) -> bool:
@@ -28,7 +22,7 @@ def _holder(engine: Engine, peer: Peer, namespace: str, name: str) -> Peer | Non
     for other in engine.workers.values():
         if other is peer or getattr(other, "closed", False):
             continue
-        other_ns = other.metadata.get("namespace") or "default"
+        other_ns = other.metadata.get("namespace") or DEFAULT_NS
         if other.name == name and other_ns == namespace:
             return other
     return None
@@ -37,10 +31,8 @@ def _holder(engine: Engine, peer: Peer, namespace: str, name: str) -> Peer | Non
 def _summary(entry: FunctionEntry) -> dict[str, Any]:
     item: dict[str, Any] = {
         "function_id": entry.id,
-        "namespace": "default",
-        "worker_name": entry.owner.name
-        if entry.owner and entry.owner.name
-        else entry.id.split("::", 1)[0],
+        "namespace": DEFAULT_NS,
+        "worker_name": entry.worker_name,
     }
     if entry.description:
         item["description"] = entry.description
@@ -77,7 +69,7 @@ def install(engine: Engine) -> None:
         if peer is None:
             return {"success": False}
         name = data.get("name")
-        ns = namespace if isinstance(namespace, str) else "default"
+        ns = namespace if isinstance(namespace, str) else DEFAULT_NS
         if isinstance(name, str) and name:
             other = _holder(engine, peer, ns, name)
             if other is not None and data.get("runtime") != "node":
@@ -107,7 +99,7 @@ def install(engine: Engine) -> None:
         prefix = opts.get("prefix")
         worker = opts.get("worker")
         out = []
-        everything = [("default", e) for e in engine.functions.values()] + [
+        everything = [(DEFAULT_NS, e) for e in engine.functions.values()] + [
             (ns, e) for ns, fns in engine.namespaced.items() for e in fns.values()
         ]
         for ns, entry in sorted(everything, key=lambda item: (item[1].id, item[0])):
@@ -117,7 +109,7 @@ def install(engine: Engine) -> None:
                 continue
             if isinstance(search, str) and search.lower() not in entry.id.lower():
                 continue
-            name = _worker_name(engine, entry)
+            name = entry.worker_name
             if isinstance(worker, str) and worker != name:
                 continue
             item: dict[str, Any] = {
@@ -151,7 +143,7 @@ def install(engine: Engine) -> None:
                     "name": peer.name,
                     "description": meta.get("description"),
                     "version": meta.get("version"),
-                    "namespace": meta.get("namespace") or "default",
+                    "namespace": meta.get("namespace") or DEFAULT_NS,
                     "runtime": meta.get("runtime"),
                     "os": meta.get("os"),
                     "pid": meta.get("pid"),
@@ -171,7 +163,7 @@ def install(engine: Engine) -> None:
             "triggers": [
                 {
                     "id": tid,
-                    "namespace": "default",
+                    "namespace": DEFAULT_NS,
                     "worker_name": "iiilog",
                     "description": desc,
                 }
@@ -270,7 +262,7 @@ def install(engine: Engine) -> None:
             "config": binding.config,
             "trigger": {
                 "id": binding.trigger_type,
-                "namespace": "default",
+                "namespace": DEFAULT_NS,
                 "description": engine.trigger_type_info[binding.trigger_type],
             }
             if binding.trigger_type in engine.trigger_type_info
@@ -289,7 +281,7 @@ def install(engine: Engine) -> None:
         peer = getattr(provider, "peer", None)
         return {
             "id": tid,
-            "namespace": "default",
+            "namespace": DEFAULT_NS,
             "worker_name": peer.name if peer else "iiilog",
             "description": engine.trigger_type_info[tid],
             "instance_count": sum(

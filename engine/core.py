@@ -24,6 +24,23 @@ from .ids import random_uuid
 
 log = logging.getLogger("iiilog.engine")
 
+DEFAULT_NS = "default"
+
+
+def trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a W3C ``traceparent`` (``00-<32 hex>-<16 hex>-<2 hex>``),
+    or None when the value does not have that shape. On every delivered call:
+    three index checks and one slice."""
+    if (
+        traceparent is None
+        or len(traceparent) < 55
+        or traceparent[2] != "-"
+        or traceparent[35] != "-"
+        or traceparent[52] != "-"
+    ):
+        return None
+    return traceparent[3:35]
+
 
 class Peer(Protocol):
     """A connected worker, as the engine sees it."""
@@ -50,13 +67,10 @@ class CallContext:
     namespace: str | None = None  # where ``function_id`` resolves; None = default
 
     def origin(self) -> Origin:
-        trace_id = None
-        if self.traceparent and self.traceparent.count("-") >= 2:
-            trace_id = self.traceparent.split("-")[1]
         return Origin(
             worker_id=self.caller.id if self.caller else None,
             function_id=self.function_id,
-            trace_id=trace_id,
+            trace_id=trace_id(self.traceparent),
         )
 
 
@@ -73,6 +87,13 @@ class FunctionEntry:
     response_format: Any = None
     metadata: Any = None
     wire_id: str | None = None  # the id the worker knows it by, when renamed (RBAC)
+
+    @property
+    def worker_name(self) -> str:
+        """Its worker's name; else the id's first ``::`` segment, as iii."""
+        if self.owner is not None and self.owner.name:
+            return self.owner.name
+        return self.id.split("::", 1)[0]
 
     @property
     def internal(self) -> bool:
@@ -212,7 +233,9 @@ class Engine:
             )
             if namespace not in (None, DEFAULT_NS) and function_id in self.functions:
                 elsewhere.insert(0, DEFAULT_NS)
-            raise FunctionNotFound(function_id, namespace or DEFAULT_NS, elsewhere)
+            raise FunctionNotFound(
+                function_id, namespace=namespace or DEFAULT_NS, elsewhere=elsewhere
+            )
         return entry
 
     def set_namespace(self, peer: Peer, namespace: str) -> None:
@@ -257,11 +280,13 @@ class Engine:
         # Every delivered call carries trace context (a fresh trace when the
         # caller had none), so what the handler logs can be tied to it.
         traceparent = ctx.traceparent
-        if not traceparent or len(traceparent) < 55:
-            traceparent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+        trace = trace_id(traceparent)
+        if traceparent is None or trace is None:
+            trace = secrets.token_hex(16)
+            traceparent = f"00-{trace}-{secrets.token_hex(8)}-01"
         message["traceparent"] = traceparent
         for listener in self.trace_listeners:
-            listener(traceparent[3:35], function_id)
+            listener(trace, function_id)
         if ctx.baggage:
             message["baggage"] = ctx.baggage
         try:
@@ -417,9 +442,6 @@ class Engine:
             await self._deactivate(binding)
         self.workers.pop(peer.id, None)
         self.notify("worker_disconnected", peer.id)
-
-
-DEFAULT_NS = "default"
 
 
 def now_ms() -> int:
