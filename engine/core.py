@@ -1,10 +1,11 @@
 """The engine: function registry, trigger bindings and invocation routing.
 
-It knows nothing about sockets: a worker connection is a ``Peer`` (an id, some
-metadata and an async ``send``). Built-in modules register in-process functions
-and trigger-type providers here; workers register theirs through the bridge.
-Every background task has an owner: ``Engine.spawn`` keeps a reference and logs
-what a task raised; ``Engine.stop`` cancels what is left.
+It knows nothing about sockets or the wire: a worker connection is a ``Peer``
+(``engine/peer.py``), and the bridge turns what the engine asks of it into
+protocol messages. Built-in modules register in-process functions and
+trigger-type providers here; workers register theirs through the bridge. Every
+background task has an owner: ``Engine.spawn`` keeps a reference and logs what
+a task raised; ``Engine.stop`` cancels the rest.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from eventlog import LogTail, LogWriter, Origin, SqliteStore
 
 from .errors import EngineError, FunctionNotFound
 from .ids import random_uuid
+from .peer import Invocation, Peer
 
 log = logging.getLogger("iiilog.engine")
 
 DEFAULT_NS = "default"
+ENQUEUE = "engine::queue::enqueue"  # the queue provider's function
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -40,21 +43,6 @@ def trace_id(traceparent: str | None) -> str | None:
     ):
         return None
     return traceparent[3:35]
-
-
-class Peer(Protocol):
-    """A connected worker, as the engine sees it."""
-
-    id: str
-    name: str | None
-    metadata: dict[str, Any]
-    connected_at_ms: int
-    inflight: set[str]
-
-    async def send(self, message: dict[str, Any]) -> None: ...
-
-    async def reject(self, message: dict[str, Any]) -> None:
-        """Send a last message and close the connection."""
 
 
 @dataclass(slots=True)
@@ -269,14 +257,6 @@ class Engine:
         target.inflight.add(invocation_id)
         if isinstance(data, dict) and ctx.caller is not None:
             data = {**data, "_caller_worker_id": ctx.caller.id}
-        message: dict[str, Any] = {
-            "type": "invokefunction",
-            "invocation_id": invocation_id,
-            "function_id": function_id,
-            "data": data,
-        }
-        if ctx.metadata is not None:
-            message["metadata"] = ctx.metadata
         # Every delivered call carries trace context (a fresh trace when the
         # caller had none), so what the handler logs can be tied to it.
         traceparent = ctx.traceparent
@@ -284,17 +264,36 @@ class Engine:
         if traceparent is None or trace is None:
             trace = secrets.token_hex(16)
             traceparent = f"00-{trace}-{secrets.token_hex(8)}-01"
-        message["traceparent"] = traceparent
         for listener in self.trace_listeners:
             listener(trace, function_id)
-        if ctx.baggage:
-            message["baggage"] = ctx.baggage
+        call = Invocation(
+            invocation_id,
+            function_id,
+            data,
+            ctx.metadata,
+            traceparent,
+            ctx.baggage or None,
+        )
         try:
-            await target.send(message)
+            await target.deliver(call)
             return await future
         finally:
             self._pending.pop(invocation_id, None)
             target.inflight.discard(invocation_id)
+
+    async def enqueue(
+        self, queue: Any, function_id: str, data: Any, ctx: CallContext
+    ) -> Any:
+        """Hand a call to the queue provider; its answer is the receipt."""
+        if ENQUEUE not in self.functions:
+            raise EngineError(
+                "enqueue_error",
+                "No queue provider is installed. Add the iii-queue module to the"
+                " engine config.",
+            )
+        return await self.invoke(
+            ENQUEUE, {"queue": queue, "function_id": function_id, "data": data}, ctx
+        )
 
     def resolve(self, invocation_id: str, result: Any, error: Any) -> None:
         """An ``invocationresult`` came back from a worker."""

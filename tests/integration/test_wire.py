@@ -500,3 +500,80 @@ async def test_rbac_listener_refuses_failed_auth(
             assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     finally:
         proc.stop()
+
+
+async def test_deeply_nested_frame_keeps_the_worker(worker: RawWorker) -> None:
+    """A frame nested 10,000 levels deep is dropped like any bad frame: the
+    socket stays open and the worker's functions stay registered."""
+    function_id = f"wire::deep-{uuid.uuid4().hex[:6]}"
+    await worker.send({"type": "registerfunction", "id": function_id})
+    await worker.alive()
+    depth = 10_000
+    await worker.ws.send_str(
+        '{"type":"invokefunction","function_id":"state::get","data":'
+        + "[" * depth
+        + "]" * depth
+        + "}"
+    )
+    await worker.alive()
+    listed = await worker.call("engine::functions::list", {"prefix": function_id})
+    assert [f["function_id"] for f in listed["result"]["functions"]] == [function_id]
+
+
+async def test_huge_unknown_type_is_logged_cut(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """A 4 MiB ``type`` (or function id of a failing void call) is dropped and
+    logged in a line of a few hundred characters, not whole."""
+    proc = EngineProcess(tmp_path / "data").start()
+    try:
+        async with session.ws_connect(
+            proc.worker_url, max_msg_size=64 * 1024 * 1024
+        ) as ws:
+            w = RawWorker(ws)
+            await w.recv_type("workerregistered")
+            huge = "x" * (4 * 1024 * 1024)
+            await w.send({"type": huge})
+            await w.send(
+                {
+                    "type": "invokefunction",
+                    "function_id": huge,
+                    "action": {"type": "void"},
+                }
+            )
+            await w.alive()
+        proc.stop()
+        text = proc.log_path.read_text()
+        assert "unknown message type" in text and "void call" in text
+        assert max(len(line) for line in text.splitlines()) < 1000
+    finally:
+        if proc.alive():
+            proc.stop()
+
+
+async def test_result_too_deep_to_encode_still_gets_an_answer(
+    engine: EngineProcess, session: aiohttp.ClientSession, worker: RawWorker
+) -> None:
+    """A worker's result nested ~1000 levels deep decodes (orjson allows 1024)
+    but cannot be encoded again: the caller gets ``serialization_error``
+    instead of waiting for its timeout."""
+    async with session.ws_connect(engine.worker_url) as ws:
+        server = RawWorker(ws)
+        await server.recv_type("workerregistered")
+        await server.send({"type": "registerfunction", "id": "wire::deep"})
+        await server.alive()
+        call = asyncio.create_task(worker.call("wire::deep", {}))
+        delivered = await server.recv_type("invokefunction")
+        depth = 1000
+        await ws.send_str(
+            '{"type":"invocationresult","invocation_id":"'
+            + delivered["invocation_id"]
+            + '","function_id":"wire::deep","result":'
+            + "[" * depth
+            + "]" * depth
+            + "}"
+        )
+        reply = await call
+        assert reply["error"]["code"] == "serialization_error"
+        await server.alive()
+    await worker.alive()

@@ -1,12 +1,17 @@
-"""The ``engine::*`` functions: worker metadata and introspection (protocol §5)."""
+"""The ``engine::*`` functions: worker metadata and introspection (protocol §5).
+
+They read the engine's registries and never write the log. What a worker is
+told goes through its ``Peer`` (a rejection), never as a wire message built here.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from .core import DEFAULT_NS, CallContext, Engine, FunctionEntry, Peer, TriggerBinding
+from .core import DEFAULT_NS, CallContext, Engine, FunctionEntry, TriggerBinding
 from .errors import EngineError
+from .peer import Peer, Rejection
 
 
 def _visible(entry: FunctionEntry, include_internal: bool) -> bool:
@@ -20,7 +25,7 @@ def _visible(entry: FunctionEntry, include_internal: bool) -> bool:
 def _holder(engine: Engine, peer: Peer, namespace: str, name: str) -> Peer | None:
     """Another live connection that already goes by (namespace, name)."""
     for other in engine.workers.values():
-        if other is peer or getattr(other, "closed", False):
+        if other is peer or other.closed:
             continue
         other_ns = other.metadata.get("namespace") or DEFAULT_NS
         if other.name == name and other_ns == namespace:
@@ -77,13 +82,12 @@ def install(engine: Engine) -> None:
                 # understand the rejection (they would reconnect forever): there
                 # the newcomer simply takes the name over.
                 await peer.reject(
-                    {
-                        "type": "registrationrejected",
-                        "code": "WORKER_NAMESPACE_CONFLICT",
-                        "namespace": ns,
-                        "worker_name": name,
-                        "owner_worker_id": other.id,
-                    }
+                    Rejection(
+                        code="WORKER_NAMESPACE_CONFLICT",
+                        namespace=ns,
+                        owner_worker_id=other.id,
+                        worker_name=name,
+                    )
                 )
                 return {"success": False}
         peer.metadata = {k: v for k, v in data.items() if k != "_caller_worker_id"}
@@ -153,7 +157,7 @@ def install(engine: Engine) -> None:
                     "functions": functions,
                     "connected_at_ms": peer.connected_at_ms,
                     "active_invocations": len(peer.inflight),
-                    "ip_address": getattr(peer, "ip", None),
+                    "ip_address": peer.ip,
                 }
             )
         return {"workers": out}
