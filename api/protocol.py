@@ -273,7 +273,11 @@ class CallDelivery:
 
 @dataclass(slots=True)
 class CallResult:
-    """``invocationresult``: the answer to a worker's call."""
+    """``invocationresult``: the answer to a worker's call.
+
+    A ``None`` result leaves the ``result`` key out (as iii does); both SDKs
+    read the missing key as null, and Node's tests expect it missing.
+    """
 
     type: ClassVar[str] = "invocationresult"
     invocation_id: str
@@ -289,7 +293,7 @@ class CallResult:
         }
         if self.error is not None:
             out["error"] = self.error
-        else:
+        elif self.result is not None:
             out["result"] = self.result
         return out
 
