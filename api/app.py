@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine import builtins
+from engine import introspection as builtins
 from engine.admin import install_admin
 from engine.channels import ChannelRegistry
 from engine.config import EngineConfig

@@ -9,6 +9,10 @@ from aiohttp import web
 
 from .protocol import text_frame
 
+# How long a close handshake may take before the socket is dropped (aiohttp's
+# default of 10 s can hold a shutdown up when a client is going away itself).
+CLOSE_TIMEOUT_S = 2.0
+
 
 class FrameWriter:
     """Outbound text frames of one server-side WebSocket, coalesced: the frames
@@ -42,6 +46,11 @@ class FrameWriter:
         transport = self._transport
         if transport is not None and not transport.is_closing():
             transport.write(data)
+
+    @property
+    def paused(self) -> bool:
+        """The transport asked writers to wait (the peer does not read)."""
+        return self._protocol.writing_paused
 
     async def drain(self) -> None:
         """Backpressure: wait while the peer does not read what was written."""

@@ -1,34 +1,72 @@
-"""The iii worker protocol: message models and frame parsing.
+"""The iii worker protocol: message models, frame parsing and encoding.
 
-Sans-IO, in the manner of h11: no aiohttp import, no sockets. ``parse_frame``
-turns one text/binary frame into a typed message (``UnknownMessage`` for a type
-we do not handle) or raises ``ProtocolError``; ``encode`` turns an outbound dict
-into a compact UTF-8 JSON text frame. Unknown fields are ignored, ``null`` reads
-as absent (spec/worker-protocol.md §0).
+Pure: no aiohttp, no sockets, no engine. Incoming (worker → engine) messages
+are pydantic models in one discriminated union, decoded by ``parse_frame``;
+unknown fields are ignored and ``null`` reads as absent. Outgoing (engine →
+worker) messages are slotted dataclasses with an explicit ``to_dict``: one is
+built for every call and reply, so they cost no validation.
+
+ProtocolError          base of the protocol's errors
+├── FrameError         a frame we cannot use (``reason``): dropped, socket open
+└── SessionClosed      sending on a session that has ended
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from eventlog.codec import dumps, loads
+from eventlog.codec import dumps_bytes, loads
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# A peer's strings (types, function ids) can be megabytes long; what we log of
+# them is cut to this many characters.
+LOG_CLIP = 200
+
+
+def clip(text: str, limit: int = LOG_CLIP) -> str:
+    """``text`` cut to ``limit`` characters for a log line, marked when cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} chars)"
 
 
 class CloseCode(IntEnum):
-    NORMAL = 1000
     GOING_AWAY = 1001
-    INTERNAL_ERROR = 1011
+
+
+class DropReason(StrEnum):
+    """Why a frame was dropped (the connection stays open in every case)."""
+
+    MALFORMED_JSON = "malformed JSON"
+    TOO_DEEP = "nested too deeply"
+    NOT_AN_OBJECT = "not a JSON object"
+    NO_TYPE = "missing or invalid type"
+    INVALID = "invalid message"
+    UNKNOWN_TYPE = "unknown message type"
 
 
 class ProtocolError(Exception):
-    """A frame we cannot use; the edge logs it and keeps the socket open."""
+    """Base of the protocol's errors."""
 
-    close_code = None
+
+class FrameError(ProtocolError):
+    """A frame we cannot use. ``detail`` is short enough to log."""
+
+    def __init__(self, reason: DropReason, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else str(reason))
+        self.reason = reason
+        self.detail = detail
+
+
+class SessionClosed(ProtocolError):
+    """A message was to be sent on a session that has ended."""
+
+
+# -- incoming (worker → engine) ------------------------------------------------
 
 
 class _Msg(BaseModel):
@@ -132,13 +170,7 @@ class Pong(_Msg):
     type: Literal["pong"]
 
 
-class UnknownMessage(_Msg):
-    """A well-formed frame whose ``type`` we do not handle: logged and dropped."""
-
-    type: str
-
-
-Message = Annotated[
+IncomingMessage = (
     RegisterFunction
     | UnregisterFunction
     | InvokeFunction
@@ -151,46 +183,35 @@ Message = Annotated[
     | RegisterService
     | Reattach
     | Ping
-    | Pong,
-    Field(discriminator="type"),
-]
-_MESSAGE = TypeAdapter(Message)
-KNOWN_TYPES = frozenset(
-    m.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
-    for m in (
-        RegisterFunction,
-        UnregisterFunction,
-        InvokeFunction,
-        InvocationResult,
-        RegisterTrigger,
-        UnregisterTrigger,
-        TriggerRegistrationResult,
-        RegisterTriggerType,
-        UnregisterTriggerType,
-        RegisterService,
-        Reattach,
-        Ping,
-        Pong,
-    )
+    | Pong
 )
-AnyMessage = Message | UnknownMessage
+Message = Annotated[IncomingMessage, Field(discriminator="type")]
+_MESSAGE: TypeAdapter[IncomingMessage] = TypeAdapter(Message)
+KNOWN_TYPES = frozenset(
+    get_args(model.model_fields["type"].annotation)[0]
+    for model in get_args(IncomingMessage)
+)
 
 
-def parse_frame(frame: str | bytes) -> AnyMessage:
-    """Decode one frame. Raises ``ProtocolError`` for anything unusable."""
+def parse_frame(frame: str | bytes) -> IncomingMessage:
+    """Decode one frame into its message. Raises ``FrameError`` otherwise."""
     if not frame or (isinstance(frame, str) and not frame.strip()):
-        raise ProtocolError("empty frame")
+        raise FrameError(DropReason.MALFORMED_JSON, "empty frame")
     try:
         raw = loads(frame)
+    except RecursionError:
+        # orjson stops at 1024 levels; the stdlib decoder it falls back to
+        # gives up at the interpreter's recursion limit.
+        raise FrameError(DropReason.TOO_DEEP) from None
     except ValueError as e:
-        raise ProtocolError(f"malformed JSON: {e}") from e
+        raise FrameError(DropReason.MALFORMED_JSON, clip(str(e))) from None
     if not isinstance(raw, dict):
-        raise ProtocolError("a message must be a JSON object")
+        raise FrameError(DropReason.NOT_AN_OBJECT, type(raw).__name__)
     kind = raw.get("type")
     if not isinstance(kind, str):
-        raise ProtocolError("a message needs a string `type`")
+        raise FrameError(DropReason.NO_TYPE)
     if kind not in KNOWN_TYPES:
-        return UnknownMessage(type=kind)
+        raise FrameError(DropReason.UNKNOWN_TYPE, repr(clip(kind)))
     # null means absent: drop explicit nulls so defaults apply.
     cleaned = {k: v for k, v in raw.items() if v is not None}
     try:
@@ -198,7 +219,219 @@ def parse_frame(frame: str | bytes) -> AnyMessage:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"][1:]) or "message"
-        raise ProtocolError(f"invalid {kind}: {where}: {first['msg']}") from e
+        detail = clip(f"{kind}: {where}: {first['msg']}")
+        raise FrameError(DropReason.INVALID, detail) from None
+
+
+# -- outgoing (engine → worker) ------------------------------------------------
+# Optional fields are left out rather than sent as null (spec §0).
+
+
+@dataclass(slots=True)
+class WorkerRegistered:
+    """Sent right after the upgrade: the connection's id and reattach secret."""
+
+    type: ClassVar[str] = "workerregistered"
+    worker_id: str
+    reattach_token: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "workerregistered",
+            "worker_id": self.worker_id,
+            "reattach_token": self.reattach_token,
+        }
+
+
+@dataclass(slots=True)
+class CallDelivery:
+    """``invokefunction``: a call the engine hands to the worker serving it."""
+
+    type: ClassVar[str] = "invokefunction"
+    invocation_id: str
+    function_id: str
+    data: Any
+    metadata: Any = None
+    traceparent: str | None = None
+    baggage: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "invokefunction",
+            "invocation_id": self.invocation_id,
+            "function_id": self.function_id,
+            "data": self.data,
+        }
+        if self.metadata is not None:
+            out["metadata"] = self.metadata
+        if self.traceparent:
+            out["traceparent"] = self.traceparent
+        if self.baggage:
+            out["baggage"] = self.baggage
+        return out
+
+
+@dataclass(slots=True)
+class CallResult:
+    """``invocationresult``: the answer to a worker's call.
+
+    A ``None`` result leaves the ``result`` key out (as iii does); both SDKs
+    read the missing key as null, and Node's tests expect it missing.
+    """
+
+    type: ClassVar[str] = "invocationresult"
+    invocation_id: str
+    function_id: str
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "invocationresult",
+            "invocation_id": self.invocation_id,
+            "function_id": self.function_id,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        elif self.result is not None:
+            out["result"] = self.result
+        return out
+
+
+@dataclass(slots=True)
+class TriggerForward:
+    """``registertrigger`` to the worker providing the binding's type."""
+
+    type: ClassVar[str] = "registertrigger"
+    id: str
+    trigger_type: str
+    function_id: str
+    config: Any = None
+    metadata: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "registertrigger",
+            "id": self.id,
+            "trigger_type": self.trigger_type,
+            "function_id": self.function_id,
+        }
+        if self.config is not None:
+            out["config"] = self.config
+        if self.metadata is not None:
+            out["metadata"] = self.metadata
+        return out
+
+
+@dataclass(slots=True)
+class TriggerWithdraw:
+    """``unregistertrigger`` to the provider; the id is the one it was given,
+    ``function_id`` and ``config`` help providers that keep no state."""
+
+    type: ClassVar[str] = "unregistertrigger"
+    id: str
+    trigger_type: str
+    function_id: str
+    config: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "unregistertrigger",
+            "id": self.id,
+            "trigger_type": self.trigger_type,
+            "function_id": self.function_id,
+        }
+        if self.config is not None:
+            out["config"] = self.config
+        return out
+
+
+@dataclass(slots=True)
+class TriggerRefused:
+    """``triggerregistrationresult`` with an error, to the binding's owner."""
+
+    type: ClassVar[str] = "triggerregistrationresult"
+    id: str
+    trigger_type: str
+    function_id: str
+    error: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "triggerregistrationresult",
+            "id": self.id,
+            "trigger_type": self.trigger_type,
+            "function_id": self.function_id,
+            "error": self.error,
+        }
+
+
+@dataclass(slots=True)
+class RegistrationRejected:
+    """``registrationrejected``; ``WORKER_NAMESPACE_CONFLICT`` is fatal in the
+    SDK (it never reconnects), so the engine closes the socket after it."""
+
+    type: ClassVar[str] = "registrationrejected"
+    code: str
+    namespace: str
+    owner_worker_id: str
+    worker_name: str | None = None
+    function_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "registrationrejected",
+            "code": self.code,
+            "namespace": self.namespace,
+            "owner_worker_id": self.owner_worker_id,
+        }
+        if self.worker_name is not None:
+            out["worker_name"] = self.worker_name
+        if self.function_id is not None:
+            out["function_id"] = self.function_id
+        return out
+
+
+@dataclass(slots=True)
+class PongReply:
+    """The answer to a JSON ``ping``."""
+
+    type: ClassVar[str] = "pong"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "pong"}
+
+
+@dataclass(slots=True)
+class AuthFailed:
+    """The one frame an RBAC listener sends before closing a refused socket."""
+
+    type: ClassVar[str] = "error"
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "error",
+            "error": {"code": "AUTH_ERROR", "message": self.message},
+        }
+
+
+Outgoing = (
+    WorkerRegistered
+    | CallDelivery
+    | CallResult
+    | TriggerForward
+    | TriggerWithdraw
+    | TriggerRefused
+    | RegistrationRejected
+    | PongReply
+    | AuthFailed
+)
+
+
+def encode(message: Outgoing) -> bytes:
+    """Compact UTF-8 JSON, never ``\\uXXXX`` escapes (spec §1.3)."""
+    return dumps_bytes(message.to_dict())
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -212,12 +445,3 @@ def text_frame(payload: bytes) -> bytes:
     else:
         head = bytes((0x81, 127)) + n.to_bytes(8, "big")
     return head + payload
-
-
-def encode(message: dict[str, Any]) -> str:
-    """Compact UTF-8 JSON; optional fields should already be left out."""
-    return dumps(message)
-
-
-def error_body(code: str, message: str) -> dict[str, str]:
-    return {"code": code, "message": message}

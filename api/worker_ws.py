@@ -1,55 +1,87 @@
-"""The worker bridge: iii workers' WebSocket on ``/`` (and a drain for ``/otel``).
+"""The worker bridge: iii workers' WebSocket on ``/`` (and ``/otel``, channels).
 
-It moves frames and calls the engine, nothing more. Frames are read and applied
-in arrival order; invocations run in their own tasks so the read loop never waits
-for a result. Outbound frames are coalesced per socket (``FrameWriter``): what
-is sent in one turn of the loop leaves in one write, in send order; a sender
-waits only when the transport asks it to drain (the backpressure). A bad frame
-is logged and dropped; the socket stays open.
+It only moves frames: socket → ``WorkerSession.receive`` → one ``match`` over
+the events → the engine, and engine → typed message → ``WorkerSession.send`` →
+socket. Frames are applied in arrival order; invocations run in their own tasks
+so the read loop never waits for a result. Outbound frames are coalesced per
+socket (``FrameWriter``); a sender waits only when the transport asks it to
+drain. A bad frame is logged and dropped; the socket stays open.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, assert_never
 
 from aiohttp import WSMsgType, web
 
-from engine.channels import ChannelRegistry, as_bytes
-from engine.core import CallContext, Engine, FunctionEntry, TriggerBinding, now_ms
+from engine.channels import ChannelRegistry
+from engine.core import (
+    DEFAULT_NS,
+    CallContext,
+    Engine,
+    FunctionEntry,
+    TriggerBinding,
+    now_ms,
+)
 from engine.errors import EngineError
 from engine.http_functions import HttpFunctions
+from engine.ids import random_uuid
 from engine.logs import LogSink
+from engine.peer import Invocation, Rejection
 from engine.remote_triggers import WorkerTriggerTypes
-from eventlog.codec import dumps_bytes as encode_bytes
 
-from .frames import FrameWriter
+from .channel_ws import CHANNELS, channel_handler
+from .frames import CLOSE_TIMEOUT_S, FrameWriter
 from .protocol import (
     MAX_MESSAGE_BYTES,
+    AuthFailed,
+    CallDelivery,
+    CallResult,
     CloseCode,
+    DropReason,
     InvocationResult,
     InvokeFunction,
+    Outgoing,
     Ping,
-    ProtocolError,
+    Pong,
+    PongReply,
     Reattach,
     RegisterFunction,
+    RegisterService,
     RegisterTrigger,
     RegisterTriggerType,
+    RegistrationRejected,
+    TriggerForward,
+    TriggerRefused,
     TriggerRegistrationResult,
-    UnknownMessage,
+    TriggerWithdraw,
     UnregisterFunction,
     UnregisterTrigger,
     UnregisterTriggerType,
+    clip,
     encode,
-    parse_frame,
 )
-from .rbac import RbacConfig, RbacSession
+from .rbac import RbacConfig
+from .rbac_session import RbacGate, Registration, authenticate
+from .session import Event, FrameDropped, Telemetry, WorkerSession
 
 log = logging.getLogger("iiilog.bridge")
-# How long a close handshake may take before the socket is dropped (aiohttp's
-# default of 10 s can hold a shutdown up when a client is going away itself).
-CLOSE_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True)
+class Listener:
+    """What one worker port serves with (the main port or an RBAC port)."""
+
+    engine: Engine
+    trigger_types: WorkerTriggerTypes
+    logs: LogSink
+    http_functions: HttpFunctions | None
+    rbac: RbacConfig | None
+
+
+LISTENER = web.AppKey("listener", Listener)
 
 
 class WorkerConnection:
@@ -57,53 +89,105 @@ class WorkerConnection:
 
     def __init__(
         self,
-        engine: Engine,
+        listener: Listener,
         ws: web.WebSocketResponse,
         frames: FrameWriter,
         ip: str | None,
-        trigger_types: WorkerTriggerTypes,
-        logs: LogSink,
-        http_functions: HttpFunctions | None = None,
-        session: RbacSession | None = None,
+        gate: RbacGate | None = None,
     ) -> None:
-        self.engine = engine
-        self.session = session
-        self._admitted: dict[str, str] = {}  # worker's function id -> engine's
-        self.http_functions = http_functions
-        self.logs = logs
-        self.trigger_types = trigger_types
+        self.engine = listener.engine
+        self.listener = listener
+        self.gate = gate
         self.ws = ws
         self.frames = frames
         self.ip = ip
-        self.id = str(uuid.uuid4())
-        self.reattach_token = str(uuid.uuid4())
+        self.session = WorkerSession(random_uuid(), random_uuid())
+        self.id = self.session.worker_id
         self.name: str | None = None
         self.metadata: dict[str, Any] = {}
         self.connected_at_ms = now_ms()
         self.inflight: set[str] = set()
-        self.closed = False
 
-    async def send(self, message: dict[str, Any]) -> None:
-        if self.closed:
+    @property
+    def closed(self) -> bool:
+        return self.session.closed
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.get("namespace") or DEFAULT_NS
+
+    # -- the engine's Peer -------------------------------------------------------
+
+    async def deliver(self, call: Invocation) -> None:
+        if self.session.closed:
             raise EngineError("invocation_stopped", "Invocation stopped")
-        if self.ws.closed:
-            return
-        self.frames.push(encode_bytes(message))
-        await self.frames.drain()
+        await self._send(
+            CallDelivery(
+                call.invocation_id,
+                call.function_id,
+                call.data,
+                call.metadata,
+                call.traceparent,
+                call.baggage,
+            )
+        )
+
+    async def forward_trigger(self, binding: TriggerBinding) -> None:
+        await self._send(
+            TriggerForward(
+                binding.id,
+                binding.trigger_type,
+                binding.function_id,
+                binding.config,
+                binding.metadata,
+            )
+        )
+
+    async def withdraw_trigger(self, binding: TriggerBinding) -> None:
+        await self._send(
+            TriggerWithdraw(
+                binding.id, binding.trigger_type, binding.function_id, binding.config
+            )
+        )
+
+    async def trigger_refused(self, binding: TriggerBinding, error: Any) -> None:
+        await self._send(
+            TriggerRefused(binding.id, binding.trigger_type, binding.function_id, error)
+        )
+
+    async def reject(self, rejection: Rejection) -> None:
+        """``registrationrejected``: say why, then close (the SDK stops there)."""
+        log.warning("worker %s rejected: %s", self.id, rejection.code)
+        self._push(
+            RegistrationRejected(
+                rejection.code,
+                rejection.namespace,
+                rejection.owner_worker_id,
+                rejection.worker_name,
+                rejection.function_id,
+            )
+        )
+        await self.close()
+
+    # -- frames ------------------------------------------------------------------
+
+    def _push(self, message: Outgoing) -> None:
+        if not self.session.closed and not self.ws.closed:
+            self.frames.push(self.session.send(message))
+
+    async def _send(self, message: Outgoing) -> None:
+        self._push(message)
+        if self.frames.paused:  # backpressure: the peer does not read
+            await self.frames.drain()
 
     async def serve(self) -> None:
         self.engine.connect(self)
         try:
-            await self.send(
-                {
-                    "type": "workerregistered",
-                    "worker_id": self.id,
-                    "reattach_token": self.reattach_token,
-                }
-            )
+            self.frames.push(self.session.welcome())
             async for msg in self.ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    await self._on_frame(msg.data)
+                    for event in self.session.receive(msg.data):
+                        await self._dispatch(event)
                 elif msg.type == WSMsgType.ERROR:
                     log.warning(
                         "worker %s: socket error: %s", self.id, self.ws.exception()
@@ -111,190 +195,121 @@ class WorkerConnection:
         finally:
             await self.close()
 
-    async def reject(self, message: dict[str, Any]) -> None:
-        """``registrationrejected``: say why, then close (the SDK stops there)."""
-        log.warning("worker %s rejected: %s", self.id, message.get("code"))
-        if not self.ws.closed:
-            self.frames.push(encode_bytes(message))
-        await self.close()
-
     async def close(self) -> None:
         """Run the §1.7 cleanup once, as soon as the socket is done."""
-        if self.closed:
+        if self.session.closed:
             return
-        self.closed = True
-        self.trigger_types.provider_gone(self)
+        self.session.close()
+        self.listener.trigger_types.provider_gone(self)
         await self.engine.disconnect(self)
         self.frames.flush()  # what was sent goes out before the close frame
         if not self.ws.closed:
             await self.ws.close(code=CloseCode.GOING_AWAY)
 
-    async def _on_frame(self, frame: str | bytes) -> None:
-        if isinstance(frame, bytes) and frame[:4] in (b"OTLP", b"LOGS", b"MTRC"):
-            self.logs.frame(frame, self.id)  # telemetry may come on the main socket
-            return
+    async def _dispatch(self, event: Event) -> None:
         try:
-            msg = parse_frame(frame)
-        except ProtocolError as e:
-            log.warning("worker %s: frame dropped: %s", self.id, e)
-            return
-        try:
-            await self._dispatch(msg)
+            await self._apply(event)
         except Exception:
-            log.exception("worker %s: handling %s failed", self.id, msg.type)
+            log.exception(
+                "worker %s: handling %s failed", self.id, type(event).__name__
+            )
 
-    async def _dispatch(self, msg: Any) -> None:
+    async def _apply(self, event: Event) -> None:
         engine = self.engine
-        if self.session is not None and isinstance(
-            msg, RegisterFunction | RegisterTrigger | RegisterTriggerType
-        ):
-            msg = await self._admit(msg)
-            if msg is None:
-                return
-        if isinstance(msg, InvokeFunction):
-            # Never wait here: the results this socket must deliver come in on
-            # it too. Tasks start in arrival order, and so reach the writer.
-            engine.spawn(self._invoke(msg), name=f"invoke:{msg.function_id}")
-        elif isinstance(msg, InvocationResult):
-            engine.resolve(msg.invocation_id, msg.result, msg.error)
-        elif isinstance(msg, RegisterFunction) and msg.invocation is not None:
-            if self.http_functions is None:
+        match event:
+            case InvokeFunction():
+                # Never wait here: the results this socket must deliver come
+                # in on it too. Tasks start in arrival order, and so reach
+                # the writer in that order.
+                engine.spawn(
+                    self._invoke(event), name=f"invoke:{clip(event.function_id)}"
+                )
+            case InvocationResult():
+                engine.resolve(event.invocation_id, event.result, event.error)
+            case RegisterFunction():
+                await self._register_function(event)
+            case UnregisterFunction():
+                engine.unregister_function(self, event.id)
+            case RegisterTrigger():
+                await self._register_trigger(event)
+            case UnregisterTrigger():
+                await engine.unregister_trigger(event.id, self)
+            case RegisterTriggerType():
+                admitted = await self._admit(event)
+                if admitted is not None:
+                    await self.listener.trigger_types.register_type(
+                        self, admitted.id, admitted.description
+                    )
+            case UnregisterTriggerType():
+                self.listener.trigger_types.unregister_type(self, event.id)
+            case TriggerRegistrationResult():
+                await self.listener.trigger_types.result(self, event.id, event.error)
+            case Reattach():
+                await self._reattach(event)
+            case Ping():
+                await self._send(PongReply())
+            case Pong() | RegisterService():
+                pass  # nothing to do (services are not modelled)
+            case Telemetry():
+                self.listener.logs.frame(event.frame, self.id)
+            case FrameDropped(reason=DropReason.UNKNOWN_TYPE):
+                log.info("worker %s: frame dropped: %s", self.id, event)
+            case FrameDropped():
+                log.warning("worker %s: frame dropped: %s", self.id, event)
+            case _:
+                assert_never(event)
+
+    async def _admit(self, msg: Registration) -> Registration | None:
+        """Through the RBAC hooks on an RBAC port; unchanged otherwise."""
+        if self.gate is None:
+            return msg
+        return await self.gate.admit(msg, self.namespace)
+
+    async def _register_function(self, msg: RegisterFunction) -> None:
+        admitted = await self._admit(msg)
+        if admitted is None:
+            return
+        if admitted.invocation is not None:
+            http_functions = self.listener.http_functions
+            if http_functions is None:
                 log.error(
                     "function %s has an HTTP invocation but the"
                     " iii-http-functions module is not loaded",
-                    msg.id,
+                    clip(admitted.id),
                 )
             else:
-                self.http_functions.register(
-                    self, msg.id, msg.invocation, msg.description, msg.metadata
+                http_functions.register(
+                    self,
+                    admitted.id,
+                    admitted.invocation,
+                    admitted.description,
+                    admitted.metadata,
                 )
-        elif isinstance(msg, RegisterFunction) and self.session is not None:
-            renamed = self._admitted.pop(msg.id, self.session.prefixed(msg.id))
-            engine.register_function(
-                self,
-                FunctionEntry(
-                    renamed,
-                    description=msg.description,
-                    request_format=msg.request_format,
-                    response_format=msg.response_format,
-                    metadata=msg.metadata,
-                    wire_id=msg.id,
-                ),
-            )
-        elif isinstance(msg, RegisterFunction):
-            engine.register_function(
-                self,
-                FunctionEntry(
-                    msg.id,
-                    description=msg.description,
-                    request_format=msg.request_format,
-                    response_format=msg.response_format,
-                    metadata=msg.metadata,
-                ),
-            )
-        elif isinstance(msg, UnregisterFunction):
-            engine.unregister_function(self, msg.id)
-        elif isinstance(msg, RegisterTrigger):
-            await self._register_trigger(msg)
-        elif isinstance(msg, UnregisterTrigger):
-            await engine.unregister_trigger(msg.id, self)
-        elif isinstance(msg, RegisterTriggerType):
-            await self.trigger_types.register_type(self, msg.id, msg.description)
-        elif isinstance(msg, UnregisterTriggerType):
-            self.trigger_types.unregister_type(self, msg.id)
-        elif isinstance(msg, TriggerRegistrationResult):
-            await self.trigger_types.result(self, msg.id, msg.error)
-        elif isinstance(msg, Reattach):
-            await self._reattach(msg)
-        elif isinstance(msg, Ping):
-            await self.send({"type": "pong"})
-        elif isinstance(msg, UnknownMessage):
-            log.info("worker %s: unknown message type %r ignored", self.id, msg.type)
-        # registerservice, pong: nothing to do
-
-    async def _admit(self, msg: Any) -> Any:
-        """RBAC registration hooks: None drops the registration (silently)."""
-        session = self.session
-        assert session is not None
-        config = session.config
-        if isinstance(msg, RegisterFunction):
-            if not session.allow_function_registration:
-                return None
-            hook = config.on_function_registration_function_id
-            payload: dict[str, Any] = {
-                "function_id": session.prefixed(msg.id),
-                "description": msg.description,
-                "metadata": msg.metadata,
-                "namespace": self.metadata.get("namespace") or "default",
-                "context": session.context,
-            }
-        elif isinstance(msg, RegisterTriggerType):
-            if not session.allow_trigger_type_registration:
-                return None
-            hook = config.on_trigger_type_registration_function_id
-            payload = {
-                "trigger_type_id": msg.id,
-                "description": msg.description,
-                "context": session.context,
-            }
-        else:
-            msg = msg.model_copy(
-                update={"function_id": session.prefixed(msg.function_id)}
-            )
-            hook = config.on_trigger_registration_function_id
-            payload = {
-                "trigger_id": msg.id,
-                "trigger_type": msg.trigger_type,
-                "function_id": msg.function_id,
-                "config": msg.config,
-                "metadata": msg.metadata,
-                "namespace": msg.namespace or "default",
-                "context": session.context,
-            }
-        if not hook:
-            return msg
-        try:
-            result = await self.engine.invoke(
-                hook, payload, CallContext(function_id=hook)
-            )
-        except EngineError as e:
-            log.info("rbac: %s refused %s: %s", hook, msg.type, e.message)
-            return None
-        if isinstance(result, dict):
-            renames = {
-                k: v
-                for k, v in result.items()
-                if v is not None
-                and k
-                in ("function_id", "trigger_type", "config", "metadata", "description")
-            }
-            if isinstance(msg, RegisterFunction) and "function_id" in renames:
-                msg = msg.model_copy(
-                    update={
-                        "description": renames.get("description", msg.description),
-                        "metadata": renames.get("metadata", msg.metadata),
-                    }
-                )
-                self._admitted[msg.id] = str(renames["function_id"])
-            elif isinstance(msg, RegisterTrigger):
-                msg = msg.model_copy(
-                    update={
-                        k: v
-                        for k, v in renames.items()
-                        if k in ("function_id", "trigger_type", "config", "metadata")
-                    }
-                )
-        return msg
+            return
+        self.engine.register_function(
+            self,
+            FunctionEntry(
+                admitted.id if self.gate is None else self.gate.function_id(msg.id),
+                description=admitted.description,
+                request_format=admitted.request_format,
+                response_format=admitted.response_format,
+                metadata=admitted.metadata,
+                wire_id=None if self.gate is None else msg.id,
+            ),
+        )
 
     async def _register_trigger(self, msg: RegisterTrigger) -> None:
+        admitted = await self._admit(msg)
+        if admitted is None:
+            return
         binding = TriggerBinding(
-            id=msg.id,
-            trigger_type=msg.trigger_type,
-            function_id=msg.function_id,
-            config=msg.config,
-            metadata=msg.metadata,
+            id=admitted.id,
+            trigger_type=admitted.trigger_type,
+            function_id=admitted.function_id,
+            config=admitted.config,
+            metadata=admitted.metadata,
             owner=self,
-            namespace=msg.namespace or self.metadata.get("namespace"),
+            namespace=admitted.namespace or self.metadata.get("namespace"),
         )
         try:
             await self.engine.register_trigger(binding)
@@ -302,25 +317,17 @@ class WorkerConnection:
             log.warning(
                 "worker %s: trigger %s (%s) refused: %s",
                 self.id,
-                msg.id,
-                msg.trigger_type,
-                e.message,
+                clip(binding.id),
+                clip(binding.trigger_type),
+                clip(e.message),
             )
-            await self.send(
-                {
-                    "type": "triggerregistrationresult",
-                    "id": msg.id,
-                    "trigger_type": msg.trigger_type,
-                    "function_id": msg.function_id,
-                    "error": {"code": e.code, "message": e.message},
-                }
-            )
+            await self.trigger_refused(binding, e.body())
 
     async def _reattach(self, msg: Reattach) -> None:
         old = self.engine.workers.get(msg.previous_worker_id or "")
         if not isinstance(old, WorkerConnection) or old is self:
             return
-        if msg.reattach_token != old.reattach_token:
+        if not old.session.accepts_reattach(msg.reattach_token):
             log.warning("worker %s: reattach with a wrong token ignored", self.id)
             return
         await old.close()
@@ -339,126 +346,43 @@ class WorkerConnection:
         try:
             if msg.namespace is not None and not msg.namespace.strip():
                 raise EngineError("INVALID_NAMESPACE", "namespace must not be blank")
-            if self.session is not None:
-                result = await self._invoke_restricted(msg, ctx)
+            if self.gate is not None:
+                result = await self.gate.invoke(msg, ctx, self)
             elif action == "enqueue":
-                result = await self._enqueue(msg, ctx)
+                queue = (msg.action or {}).get("queue")
+                result = await self.engine.enqueue(
+                    queue, msg.function_id, msg.data, ctx
+                )
             else:
                 result = await self.engine.invoke(msg.function_id, msg.data, ctx)
         except EngineError as e:
             if not reply:
-                log.info("void call %s failed: %s", msg.function_id, e)
+                log.info("void call %s failed: %s", clip(msg.function_id), clip(str(e)))
                 return
-            await self._reply(msg, error=e.body())
+            await self._reply(msg, None, e.body())
         except Exception as e:
-            log.exception("invocation of %s failed", msg.function_id)
+            log.exception("invocation of %s failed", clip(msg.function_id))
             if reply:
                 await self._reply(
-                    msg, error={"code": "invocation_error", "message": str(e)}
+                    msg, None, {"code": "invocation_error", "message": clip(str(e))}
                 )
         else:
             if reply:
-                await self._reply(msg, result=result)
-
-    async def _invoke_restricted(self, msg: InvokeFunction, ctx: CallContext) -> Any:
-        """A call from an RBAC session: checked, and routed via the middleware."""
-        session = self.session
-        assert session is not None
-        entry = self.engine.functions.get(msg.function_id)
-        session.check(msg.function_id, entry)
-        if msg.action_type == "enqueue":
-            return await self._enqueue(msg, ctx)
-        middleware = session.config.middleware_function_id
-        if entry is not None and entry.owner is not None and middleware:
-            request: dict[str, Any] = {
-                "function_id": msg.function_id,
-                "payload": msg.data,
-                "context": session.context,
-            }
-            if msg.action is not None:
-                request["action"] = msg.action
-            if msg.namespace is not None:
-                request["namespace"] = msg.namespace
-            return await self.engine.invoke(
-                middleware, request, CallContext(function_id=middleware, caller=self)
-            )
-        result = await self.engine.invoke(msg.function_id, msg.data, ctx)
-        if msg.function_id == "engine::functions::list" and isinstance(result, dict):
-            visible = {
-                e.id for e in self.engine.functions.values() if session.may_see(e)
-            }
-            result = {
-                **result,
-                "functions": [
-                    f
-                    for f in result.get("functions", [])
-                    if f.get("function_id") in visible
-                ],
-            }
-        return result
-
-    async def _enqueue(self, msg: InvokeFunction, ctx: CallContext) -> Any:
-        """Hand the call to the queue provider (``engine::queue::enqueue``)."""
-        provider = "engine::queue::enqueue"
-        if provider not in self.engine.functions:
-            raise EngineError(
-                "enqueue_error",
-                "No queue provider is installed. Add the iii-queue module to the"
-                " engine config.",
-            )
-        queue = (msg.action or {}).get("queue")
-        return await self.engine.invoke(
-            provider,
-            {"queue": queue, "function_id": msg.function_id, "data": msg.data},
-            ctx,
-        )
+                await self._reply(msg, result, None)
 
     async def _reply(
-        self,
-        msg: InvokeFunction,
-        *,
-        result: Any = None,
-        error: dict[str, Any] | None = None,
+        self, msg: InvokeFunction, result: Any, error: dict[str, Any] | None
     ) -> None:
-        out: dict[str, Any] = {
-            "type": "invocationresult",
-            "invocation_id": msg.invocation_id,
-            "function_id": msg.function_id,
-        }
-        if error is not None:
-            out["error"] = error
-        else:
-            out["result"] = result
-        if not self.closed:
-            await self.send(out)
-
-
-async def _authenticate(
-    engine: Engine, config: RbacConfig, request: web.Request
-) -> RbacSession | None:
-    """Call the auth function once per upgrade; None means refused."""
-    if not config.auth_function_id:
-        return RbacSession.from_auth(config, {})
-    query: dict[str, list[str]] = {}
-    for key, value in request.query.items():
-        query.setdefault(key, []).append(value)
-    payload = {
-        "headers": {k.lower(): v for k, v in request.headers.items()},
-        "query_params": query,
-        "ip_address": request.remote,
-    }
-    try:
-        result = await engine.invoke(
-            config.auth_function_id,
-            payload,
-            CallContext(function_id=config.auth_function_id),
-        )
-    except EngineError as e:
-        log.info("rbac: authentication refused: %s", e.message)
-        return None
-    if not isinstance(result, dict):
-        return None
-    return RbacSession.from_auth(config, result)
+        assert msg.invocation_id is not None
+        out = CallResult(msg.invocation_id, msg.function_id, result, error)
+        try:
+            await self._send(out)
+        except (TypeError, ValueError, RecursionError) as e:
+            # A result JSON cannot carry (too deep for the encoder): the caller
+            # still gets its one answer.
+            out.result = None
+            out.error = {"code": "serialization_error", "message": clip(str(e))}
+            await self._send(out)
 
 
 def _engine_socket() -> web.WebSocketResponse:
@@ -472,32 +396,19 @@ def _engine_socket() -> web.WebSocketResponse:
 
 
 async def worker_handler(request: web.Request) -> web.WebSocketResponse:
-    engine: Engine = request.app["engine"]
-    rbac: RbacConfig | None = request.app["rbac"]
-    session = await _authenticate(engine, rbac, request) if rbac else None
+    listener = request.app[LISTENER]
+    gate: RbacGate | None = None
+    if listener.rbac is not None:
+        rbac = await authenticate(listener.engine, listener.rbac, request)
+        if rbac is not None:
+            gate = RbacGate(listener.engine, rbac)
     ws = _engine_socket()
     await ws.prepare(request)
-    if rbac is not None and session is None:
-        await ws.send_str(
-            encode(
-                {
-                    "type": "error",
-                    "error": {"code": "AUTH_ERROR", "message": "authentication failed"},
-                }
-            )
-        )
+    if listener.rbac is not None and gate is None:
+        await ws.send_str(encode(AuthFailed("authentication failed")).decode())
         await ws.close()
         return ws
-    conn = WorkerConnection(
-        engine,
-        ws,
-        FrameWriter(request),
-        request.remote,
-        request.app["trigger_types"],
-        request.app["logs"],
-        request.app["http_functions"],
-        session,
-    )
+    conn = WorkerConnection(listener, ws, FrameWriter(request), request.remote, gate)
     await conn.serve()
     return ws
 
@@ -506,57 +417,10 @@ async def otel_handler(request: web.Request) -> web.WebSocketResponse:
     """Telemetry socket: ``LOGS`` and ``OTLP`` frames feed the log sink."""
     ws = _engine_socket()
     await ws.prepare(request)
-    logs: LogSink = request.app["logs"]
+    logs = request.app[LISTENER].logs
     async for msg in ws:
         if msg.type == WSMsgType.BINARY:
             logs.frame(msg.data, None)
-    return ws
-
-
-CHANNEL_FRAME_MAX = 64 * 1024  # SDK channel sockets drop frames over 1 MiB
-
-
-async def channel_handler(request: web.Request) -> web.StreamResponse:
-    """``/ws/channels/{id}?key=...&dir=read|write``: one end of a channel."""
-    registry: ChannelRegistry = request.app["channels"]
-    direction = request.query.get("dir", "")
-    channel = registry.claim(
-        request.match_info["channel_id"], request.query.get("key", ""), direction
-    )
-    if channel is None:
-        raise web.HTTPNotFound(text="no such channel end")
-    ws = web.WebSocketResponse(
-        max_msg_size=MAX_MESSAGE_BYTES, timeout=CLOSE_TIMEOUT_S, compress=False
-    )
-    await ws.prepare(request)
-    if direction == "write":
-        try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    await channel.put("text", msg.data)
-                elif msg.type == WSMsgType.BINARY:
-                    await channel.put("binary", msg.data)
-        finally:
-            await channel.end()
-            registry.done(channel, "write")
-        return ws
-    try:
-        while True:
-            item = await channel.items.get()
-            if item is None:
-                break
-            kind, data = item
-            if kind == "text":
-                await ws.send_str(str(data))
-            else:
-                raw = as_bytes(data)
-                for start in range(0, max(len(raw), 1), CHANNEL_FRAME_MAX):
-                    await ws.send_bytes(raw[start : start + CHANNEL_FRAME_MAX])
-        await ws.close()
-    except (ConnectionResetError, RuntimeError) as e:
-        log.debug("channel reader %s went away: %s", channel.id, e)
-    finally:
-        registry.done(channel, "read")
     return ws
 
 
@@ -568,12 +432,10 @@ def make_worker_app(
     rbac: RbacConfig | None = None,
 ) -> web.Application:
     app = web.Application()
-    app["engine"] = engine
-    app["trigger_types"] = WorkerTriggerTypes(engine)
-    app["logs"] = logs
-    app["channels"] = channels
-    app["http_functions"] = http_functions
-    app["rbac"] = rbac
+    app[LISTENER] = Listener(
+        engine, WorkerTriggerTypes(engine), logs, http_functions, rbac
+    )
+    app[CHANNELS] = channels
     app.router.add_get("/otel", otel_handler)
     app.router.add_get("/ws/channels/{channel_id}", channel_handler)
     app.router.add_get("/{tail:.*}", worker_handler)

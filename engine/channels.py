@@ -17,9 +17,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .core import CallContext, Engine, Peer
+from .core import CallContext, Engine
 from .errors import EngineError
 from .ids import random_bytes
+from .peer import Peer
 
 Item = tuple[Literal["text", "binary"], str | bytes]
 END: Any = None

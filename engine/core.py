@@ -1,10 +1,11 @@
 """The engine: function registry, trigger bindings and invocation routing.
 
-It knows nothing about sockets: a worker connection is a ``Peer`` (an id, some
-metadata and an async ``send``). Built-in modules register in-process functions
-and trigger-type providers here; workers register theirs through the bridge.
-Every background task has an owner: ``Engine.spawn`` keeps a reference and logs
-what a task raised; ``Engine.stop`` cancels what is left.
+It knows nothing about sockets or the wire: a worker connection is a ``Peer``
+(``engine/peer.py``), and the bridge turns what the engine asks of it into
+protocol messages. Built-in modules register in-process functions and
+trigger-type providers here; workers register theirs through the bridge. Every
+background task has an owner: ``Engine.spawn`` keeps a reference and logs what
+a task raised; ``Engine.stop`` cancels the rest.
 """
 
 from __future__ import annotations
@@ -21,23 +22,27 @@ from eventlog import LogStore, LogTail, LogWriter, Origin
 
 from .errors import EngineError, FunctionNotFound
 from .ids import random_uuid
+from .peer import Invocation, Peer
 
 log = logging.getLogger("iiilog.engine")
 
+DEFAULT_NS = "default"
+ENQUEUE = "engine::queue::enqueue"  # the queue provider's function
 
-class Peer(Protocol):
-    """A connected worker, as the engine sees it."""
 
-    id: str
-    name: str | None
-    metadata: dict[str, Any]
-    connected_at_ms: int
-    inflight: set[str]
-
-    async def send(self, message: dict[str, Any]) -> None: ...
-
-    async def reject(self, message: dict[str, Any]) -> None:
-        """Send a last message and close the connection."""
+def trace_id(traceparent: str | None) -> str | None:
+    """The trace id of a W3C ``traceparent`` (``00-<32 hex>-<16 hex>-<2 hex>``),
+    or None when the value does not have that shape. On every delivered call:
+    three index checks and one slice."""
+    if (
+        traceparent is None
+        or len(traceparent) < 55
+        or traceparent[2] != "-"
+        or traceparent[35] != "-"
+        or traceparent[52] != "-"
+    ):
+        return None
+    return traceparent[3:35]
 
 
 @dataclass(slots=True)
@@ -50,13 +55,10 @@ class CallContext:
     namespace: str | None = None  # where ``function_id`` resolves; None = default
 
     def origin(self) -> Origin:
-        trace_id = None
-        if self.traceparent and self.traceparent.count("-") >= 2:
-            trace_id = self.traceparent.split("-")[1]
         return Origin(
             worker_id=self.caller.id if self.caller else None,
             function_id=self.function_id,
-            trace_id=trace_id,
+            trace_id=trace_id(self.traceparent),
         )
 
 
@@ -73,6 +75,13 @@ class FunctionEntry:
     response_format: Any = None
     metadata: Any = None
     wire_id: str | None = None  # the id the worker knows it by, when renamed (RBAC)
+
+    @property
+    def worker_name(self) -> str:
+        """Its worker's name; else the id's first ``::`` segment, as iii."""
+        if self.owner is not None and self.owner.name:
+            return self.owner.name
+        return self.id.split("::", 1)[0]
 
     @property
     def internal(self) -> bool:
@@ -212,7 +221,9 @@ class Engine:
             )
             if namespace not in (None, DEFAULT_NS) and function_id in self.functions:
                 elsewhere.insert(0, DEFAULT_NS)
-            raise FunctionNotFound(function_id, namespace or DEFAULT_NS, elsewhere)
+            raise FunctionNotFound(
+                function_id, namespace=namespace or DEFAULT_NS, elsewhere=elsewhere
+            )
         return entry
 
     def set_namespace(self, peer: Peer, namespace: str) -> None:
@@ -246,30 +257,43 @@ class Engine:
         target.inflight.add(invocation_id)
         if isinstance(data, dict) and ctx.caller is not None:
             data = {**data, "_caller_worker_id": ctx.caller.id}
-        message: dict[str, Any] = {
-            "type": "invokefunction",
-            "invocation_id": invocation_id,
-            "function_id": function_id,
-            "data": data,
-        }
-        if ctx.metadata is not None:
-            message["metadata"] = ctx.metadata
         # Every delivered call carries trace context (a fresh trace when the
         # caller had none), so what the handler logs can be tied to it.
         traceparent = ctx.traceparent
-        if not traceparent or len(traceparent) < 55:
-            traceparent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
-        message["traceparent"] = traceparent
+        trace = trace_id(traceparent)
+        if traceparent is None or trace is None:
+            trace = secrets.token_hex(16)
+            traceparent = f"00-{trace}-{secrets.token_hex(8)}-01"
         for listener in self.trace_listeners:
-            listener(traceparent[3:35], function_id)
-        if ctx.baggage:
-            message["baggage"] = ctx.baggage
+            listener(trace, function_id)
+        call = Invocation(
+            invocation_id,
+            function_id,
+            data,
+            ctx.metadata,
+            traceparent,
+            ctx.baggage or None,
+        )
         try:
-            await target.send(message)
+            await target.deliver(call)
             return await future
         finally:
             self._pending.pop(invocation_id, None)
             target.inflight.discard(invocation_id)
+
+    async def enqueue(
+        self, queue: Any, function_id: str, data: Any, ctx: CallContext
+    ) -> Any:
+        """Hand a call to the queue provider; its answer is the receipt."""
+        if ENQUEUE not in self.functions:
+            raise EngineError(
+                "enqueue_error",
+                "No queue provider is installed. Add the iii-queue module to the"
+                " engine config.",
+            )
+        return await self.invoke(
+            ENQUEUE, {"queue": queue, "function_id": function_id, "data": data}, ctx
+        )
 
     def resolve(self, invocation_id: str, result: Any, error: Any) -> None:
         """An ``invocationresult`` came back from a worker."""
@@ -417,9 +441,6 @@ class Engine:
             await self._deactivate(binding)
         self.workers.pop(peer.id, None)
         self.notify("worker_disconnected", peer.id)
-
-
-DEFAULT_NS = "default"
 
 
 def now_ms() -> int:

@@ -29,7 +29,8 @@ class FunctionNotFound(EngineError):
     def __init__(
         self,
         function_id: str,
-        namespace: str = "default",
+        *,
+        namespace: str,
         elsewhere: list[str] | None = None,
     ) -> None:
         message = f"Function {function_id} not found in namespace {namespace}."

@@ -26,8 +26,9 @@ import aiohttp
 
 from eventlog.codec import dumps_bytes, loads
 
-from .core import CallContext, Engine, FunctionEntry, Peer
+from .core import CallContext, Engine, FunctionEntry
 from .errors import EngineError
+from .peer import Peer
 
 log = logging.getLogger("iiilog.http-functions")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")

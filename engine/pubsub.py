@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from .core import CallContext, Engine, TriggerBinding
+from .core import DEFAULT_NS, CallContext, Engine, TriggerBinding
 from .errors import EngineError, TriggerRegistrationFailed
 
 log = logging.getLogger("iiilog.pubsub")
@@ -104,7 +104,7 @@ class Availability:
             "The set of registered functions changed",
         )
         self._known: frozenset[str] = frozenset()
-        self._pending: asyncio.TimerHandle | None = None
+        self._pending: asyncio.Task[None] | None = None
         engine.listeners.append(self._on_engine_event)
 
     def _on_engine_event(self, event: str, worker_id: str | None) -> None:
@@ -114,22 +114,20 @@ class Availability:
                 {"event": event, "worker_id": worker_id},
             )
         if self._pending is None:  # coalesce bursts of (un)registrations
-            self._pending = asyncio.get_running_loop().call_later(
-                0.1, self._functions_changed
+            # An engine task, so that stopping the engine cancels it.
+            self._pending = self.engine.spawn(
+                self._functions_changed(), name="functions-available"
             )
 
-    def _functions_changed(self) -> None:
+    async def _functions_changed(self) -> None:
+        await asyncio.sleep(0.1)
         self._pending = None
         ids = frozenset(self.engine.functions)
         if ids == self._known:
             return
         self._known = ids
         summaries = [
-            {
-                "function_id": f.id,
-                "namespace": "default",
-                "worker_name": f.owner.name if f.owner else "iiilog",
-            }
+            {"function_id": f.id, "namespace": DEFAULT_NS, "worker_name": f.worker_name}
             for f in sorted(self.engine.functions.values(), key=lambda f: f.id)
         ]
         self.functions.deliver(

@@ -13,43 +13,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .core import Engine, Peer, TriggerBinding
+from .core import Engine, TriggerBinding
+from .peer import Peer
 
 log = logging.getLogger("iiilog.trigger-types")
 
 
 class RemoteProvider:
+    """A trigger type served by a worker: its bindings are handed to that peer."""
+
     def __init__(self, peer: Peer, type_id: str, description: str | None) -> None:
         self.peer = peer
         self.type_id = type_id
         self.description = description or ""
 
     async def register(self, binding: TriggerBinding) -> None:
-        message: dict[str, Any] = {
-            "type": "registertrigger",
-            "id": binding.id,
-            "trigger_type": binding.trigger_type,
-            "function_id": binding.function_id,
-        }
-        if binding.config is not None:
-            message["config"] = binding.config
-        if binding.metadata is not None:
-            message["metadata"] = binding.metadata
-        await self.peer.send(message)
+        await self.peer.forward_trigger(binding)
 
     async def unregister(self, binding: TriggerBinding) -> None:
-        message: dict[str, Any] = {
-            "type": "unregistertrigger",
-            "id": binding.id,
-            "trigger_type": binding.trigger_type,
-            "function_id": binding.function_id,
-        }
-        if binding.config is not None:
-            message["config"] = binding.config
-        try:
-            await self.peer.send(message)
-        except Exception as e:  # the provider may be gone already
-            log.debug("unregistertrigger to %s not sent: %s", self.peer.id, e)
+        await self.peer.withdraw_trigger(binding)
 
 
 class WorkerTriggerTypes:
@@ -97,12 +79,4 @@ class WorkerTriggerTypes:
             return
         log.warning("provider %s refused trigger %s: %s", peer.id, trigger_id, error)
         if binding.owner is not None:
-            await binding.owner.send(
-                {
-                    "type": "triggerregistrationresult",
-                    "id": binding.id,
-                    "trigger_type": binding.trigger_type,
-                    "function_id": binding.function_id,
-                    "error": error,
-                }
-            )
+            await binding.owner.trigger_refused(binding, error)

@@ -72,7 +72,7 @@ async def open_sub(session: aiohttp.ClientSession, url: str) -> Sub:
 async def ok(worker: RawWorker, function_id: str, data: Any) -> Any:
     reply = await worker.call(function_id, data)
     assert "error" not in reply, reply
-    return reply["result"]
+    return reply.get("result")  # absent when the function returned nothing
 
 
 def send(

@@ -83,7 +83,7 @@ async def test_bad_frames_are_dropped_socket_stays(
     await worker.ws.send_str(frame)
     await worker.alive()
     reply = await worker.call("state::get", {"scope": "x", "key": "y"})
-    assert reply["result"] is None
+    assert "result" not in reply and "error" not in reply
 
 
 async def test_binary_json_frame_is_accepted(worker: RawWorker) -> None:
@@ -113,7 +113,7 @@ async def test_invalid_ops_are_a_deserialization_error(worker: RawWorker) -> Non
         )
         assert reply["error"]["code"] == "deserialization_error", reply
     reply = await worker.call("state::get", {"scope": "wire", "key": "k"})
-    assert reply["result"] is None  # nothing was written
+    assert "result" not in reply and "error" not in reply  # nothing was written
 
 
 async def test_void_call_gets_no_reply(worker: RawWorker) -> None:
@@ -134,9 +134,9 @@ async def test_void_call_gets_no_reply(worker: RawWorker) -> None:
     )
     await worker.alive()  # the pong is the next frame: no invocationresult came
     async with asyncio.timeout(5):
-        while (await worker.call("state::get", {"scope": "wire-void", "key": "k"}))[
+        while (await worker.call("state::get", {"scope": "wire-void", "key": "k"})).get(
             "result"
-        ] != 1:
+        ) != 1:
             pass
 
 
@@ -323,7 +323,7 @@ async def test_value_too_large(tmp_path: Path, session: aiohttp.ClientSession) -
                 "max_value_bytes limit of 64",
             }
             reply = await w.call("state::get", {"scope": "s", "key": "k"})
-            assert reply["result"] is None
+            assert "result" not in reply and "error" not in reply
             reply = await w.call(
                 "state::set", {"scope": "s", "key": "k", "value": "small"}
             )
@@ -477,7 +477,8 @@ async def test_blank_namespace_is_refused(worker: RawWorker) -> None:
     reply = await worker.call(
         "state::get", {"scope": "s", "key": "k"}, namespace="elsewhere"
     )
-    assert reply["result"] is None  # built-ins answer from every namespace
+    # built-ins answer from every namespace
+    assert "result" not in reply and "error" not in reply
 
 
 async def test_rbac_listener_refuses_failed_auth(
@@ -500,3 +501,127 @@ async def test_rbac_listener_refuses_failed_auth(
             assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
     finally:
         proc.stop()
+
+
+async def test_deeply_nested_frame_keeps_the_worker(worker: RawWorker) -> None:
+    """A frame nested 10,000 levels deep is dropped like any bad frame: the
+    socket stays open and the worker's functions stay registered."""
+    function_id = f"wire::deep-{uuid.uuid4().hex[:6]}"
+    await worker.send({"type": "registerfunction", "id": function_id})
+    await worker.alive()
+    depth = 10_000
+    await worker.ws.send_str(
+        '{"type":"invokefunction","function_id":"state::get","data":'
+        + "[" * depth
+        + "]" * depth
+        + "}"
+    )
+    await worker.alive()
+    listed = await worker.call("engine::functions::list", {"prefix": function_id})
+    assert [f["function_id"] for f in listed["result"]["functions"]] == [function_id]
+
+
+@pytest.mark.parametrize("value", [0, "", False, {}, [], 0.0])
+async def test_falsy_results_keep_the_result_key(worker: RawWorker, value: Any) -> None:
+    """Only a None result leaves ``result`` out; a falsy value is sent."""
+    key = f"falsy-{uuid.uuid4().hex[:6]}"
+    await worker.call("state::set", {"scope": "wire-falsy", "key": key, "value": value})
+    reply = await worker.call("state::get", {"scope": "wire-falsy", "key": key})
+    assert "result" in reply and reply["result"] == value
+    assert type(reply["result"]) is type(value)
+
+
+async def test_none_result_leaves_the_key_out(
+    engine: EngineProcess, session: aiohttp.ClientSession, worker: RawWorker
+) -> None:
+    """A call that returns nothing gets an ``invocationresult`` without a
+    ``result`` key, from a built-in and from a worker that sent ``null``."""
+    reply = await worker.call("state::get", {"scope": "wire-none", "key": "missing"})
+    assert set(reply) == {"type", "invocation_id", "function_id"}
+    async with session.ws_connect(engine.worker_url) as ws:
+        server = RawWorker(ws)
+        await server.recv_type("workerregistered")
+        results: dict[str, Any] = {
+            "wire::nothing": None,
+            "wire::zero": 0,
+            "wire::empty": {},
+        }
+        for function_id in results:
+            await server.send({"type": "registerfunction", "id": function_id})
+        await server.alive()
+        for function_id, result in results.items():
+            call = asyncio.create_task(worker.call(function_id, {}))
+            delivered = await server.recv_type("invokefunction")
+            await server.send(
+                {
+                    "type": "invocationresult",
+                    "invocation_id": delivered["invocation_id"],
+                    "function_id": function_id,
+                    "result": result,  # the Python SDK sends null explicitly
+                }
+            )
+            reply = await call
+            assert "error" not in reply
+            if result is None:
+                assert "result" not in reply
+            else:
+                assert reply["result"] == result
+
+
+async def test_huge_unknown_type_is_logged_cut(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """A 4 MiB ``type`` (or function id of a failing void call) is dropped and
+    logged in a line of a few hundred characters, not whole."""
+    proc = EngineProcess(tmp_path / "data").start()
+    try:
+        async with session.ws_connect(
+            proc.worker_url, max_msg_size=64 * 1024 * 1024
+        ) as ws:
+            w = RawWorker(ws)
+            await w.recv_type("workerregistered")
+            huge = "x" * (4 * 1024 * 1024)
+            await w.send({"type": huge})
+            await w.send(
+                {
+                    "type": "invokefunction",
+                    "function_id": huge,
+                    "action": {"type": "void"},
+                }
+            )
+            await w.alive()
+        proc.stop()
+        text = proc.log_path.read_text()
+        assert "unknown message type" in text and "void call" in text
+        assert max(len(line) for line in text.splitlines()) < 1000
+    finally:
+        if proc.alive():
+            proc.stop()
+
+
+async def test_result_too_deep_to_encode_still_gets_an_answer(
+    engine: EngineProcess, session: aiohttp.ClientSession, worker: RawWorker
+) -> None:
+    """A worker's result nested ~1000 levels deep decodes (orjson allows 1024)
+    but cannot be encoded again: the caller gets ``serialization_error``
+    instead of waiting for its timeout."""
+    async with session.ws_connect(engine.worker_url) as ws:
+        server = RawWorker(ws)
+        await server.recv_type("workerregistered")
+        await server.send({"type": "registerfunction", "id": "wire::deep"})
+        await server.alive()
+        call = asyncio.create_task(worker.call("wire::deep", {}))
+        delivered = await server.recv_type("invokefunction")
+        depth = 1000
+        await ws.send_str(
+            '{"type":"invocationresult","invocation_id":"'
+            + delivered["invocation_id"]
+            + '","function_id":"wire::deep","result":'
+            + "[" * depth
+            + "]" * depth
+            + "}"
+        )
+        reply = await call
+        assert reply["error"]["code"] == "serialization_error"
+        await server.alive()
+    await worker.alive()

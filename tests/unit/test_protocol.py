@@ -1,4 +1,5 @@
-"""Frame parsing (sans-IO): typed messages out, ProtocolError for junk."""
+"""Frame parsing and encoding (sans-IO): typed messages out, ``FrameError``
+with its reason for junk, outgoing models as compact UTF-8 JSON."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import uuid
 import pytest
 
 from api.protocol import (
+    CallResult,
+    DropReason,
+    FrameError,
     InvokeFunction,
     ProtocolError,
     RegisterTrigger,
-    UnknownMessage,
     encode,
     parse_frame,
     text_frame,
@@ -35,28 +38,33 @@ def test_trigger_without_config_and_node_message_type() -> None:
     assert isinstance(msg, RegisterTrigger) and msg.config is None
 
 
-def test_unknown_type_is_not_an_error() -> None:
-    assert parse_frame('{"type":"observe","id":"x"}') == UnknownMessage(type="observe")
+def test_unknown_type_is_dropped_with_its_name() -> None:
+    with pytest.raises(FrameError) as e:
+        parse_frame('{"type":"observe","id":"x"}')
+    assert e.value.reason is DropReason.UNKNOWN_TYPE
+    assert e.value.detail == "'observe'"
 
 
 @pytest.mark.parametrize(
-    "frame",
+    ("frame", "reason"),
     [
-        "",
-        "  ",
-        "{",
-        "[]",
-        "1",
-        '{"x":1}',
-        '{"type":null}',
-        '{"type":"invokefunction"}',
-        '{"type":"registerfunction","id":""}',
-        '{"type":"invocationresult","invocation_id":5}',
+        ("", DropReason.MALFORMED_JSON),
+        ("  ", DropReason.MALFORMED_JSON),
+        ("{", DropReason.MALFORMED_JSON),
+        ("[]", DropReason.NOT_AN_OBJECT),
+        ("1", DropReason.NOT_AN_OBJECT),
+        ('{"x":1}', DropReason.NO_TYPE),
+        ('{"type":null}', DropReason.NO_TYPE),
+        ('{"type":"invokefunction"}', DropReason.INVALID),
+        ('{"type":"registerfunction","id":""}', DropReason.INVALID),
+        ('{"type":"invocationresult","invocation_id":5}', DropReason.INVALID),
+        ("[" * 10_000 + "]" * 10_000, DropReason.TOO_DEEP),
     ],
 )
-def test_junk(frame: str) -> None:
-    with pytest.raises(ProtocolError):
+def test_junk(frame: str, reason: DropReason) -> None:
+    with pytest.raises(ProtocolError) as e:
         parse_frame(frame)
+    assert isinstance(e.value, FrameError) and e.value.reason is reason
 
 
 def test_nan_is_decoded_leniently() -> None:
@@ -65,7 +73,11 @@ def test_nan_is_decoded_leniently() -> None:
 
 
 def test_encode_is_compact_utf8() -> None:
-    assert encode({"a": "é🌍", "b": [1, 2]}) == '{"a":"é🌍","b":[1,2]}'
+    frame = encode(CallResult("i", "f", {"a": "é🌍", "b": [1, 2]}))
+    assert frame.decode() == (
+        '{"type":"invocationresult","invocation_id":"i","function_id":"f",'
+        '"result":{"a":"é🌍","b":[1,2]}}'
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,17 @@
-"""The ``engine::*`` functions: worker metadata and introspection (protocol §5)."""
+"""The ``engine::*`` functions: worker metadata and introspection (protocol §5).
+
+They read the engine's registries and never write the log. What a worker is
+told goes through its ``Peer`` (a rejection), never as a wire message built here.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from .core import CallContext, Engine, FunctionEntry, Peer, TriggerBinding
+from .core import DEFAULT_NS, CallContext, Engine, FunctionEntry, TriggerBinding
 from .errors import EngineError
-
-
-def _worker_name(engine: Engine, entry: FunctionEntry) -> str:
-    if entry.owner is not None and entry.owner.name:
-        return entry.owner.name
-    return entry.id.split("::", 1)[0]
+from .peer import Peer, Rejection
 
 
 def _visible(entry: FunctionEntry, include_internal: bool) -> bool:
@@ -26,9 +25,9 @@ def _visible(entry: FunctionEntry, include_internal: bool) -> bool:
 def _holder(engine: Engine, peer: Peer, namespace: str, name: str) -> Peer | None:
     """Another live connection that already goes by (namespace, name)."""
     for other in engine.workers.values():
-        if other is peer or getattr(other, "closed", False):
+        if other is peer or other.closed:
             continue
-        other_ns = other.metadata.get("namespace") or "default"
+        other_ns = other.metadata.get("namespace") or DEFAULT_NS
         if other.name == name and other_ns == namespace:
             return other
     return None
@@ -37,10 +36,8 @@ def _holder(engine: Engine, peer: Peer, namespace: str, name: str) -> Peer | Non
 def _summary(entry: FunctionEntry) -> dict[str, Any]:
     item: dict[str, Any] = {
         "function_id": entry.id,
-        "namespace": "default",
-        "worker_name": entry.owner.name
-        if entry.owner and entry.owner.name
-        else entry.id.split("::", 1)[0],
+        "namespace": DEFAULT_NS,
+        "worker_name": entry.worker_name,
     }
     if entry.description:
         item["description"] = entry.description
@@ -77,7 +74,7 @@ def install(engine: Engine) -> None:
         if peer is None:
             return {"success": False}
         name = data.get("name")
-        ns = namespace if isinstance(namespace, str) else "default"
+        ns = namespace if isinstance(namespace, str) else DEFAULT_NS
         if isinstance(name, str) and name:
             other = _holder(engine, peer, ns, name)
             if other is not None and data.get("runtime") != "node":
@@ -85,13 +82,12 @@ def install(engine: Engine) -> None:
                 # understand the rejection (they would reconnect forever): there
                 # the newcomer simply takes the name over.
                 await peer.reject(
-                    {
-                        "type": "registrationrejected",
-                        "code": "WORKER_NAMESPACE_CONFLICT",
-                        "namespace": ns,
-                        "worker_name": name,
-                        "owner_worker_id": other.id,
-                    }
+                    Rejection(
+                        code="WORKER_NAMESPACE_CONFLICT",
+                        namespace=ns,
+                        owner_worker_id=other.id,
+                        worker_name=name,
+                    )
                 )
                 return {"success": False}
         peer.metadata = {k: v for k, v in data.items() if k != "_caller_worker_id"}
@@ -107,7 +103,7 @@ def install(engine: Engine) -> None:
         prefix = opts.get("prefix")
         worker = opts.get("worker")
         out = []
-        everything = [("default", e) for e in engine.functions.values()] + [
+        everything = [(DEFAULT_NS, e) for e in engine.functions.values()] + [
             (ns, e) for ns, fns in engine.namespaced.items() for e in fns.values()
         ]
         for ns, entry in sorted(everything, key=lambda item: (item[1].id, item[0])):
@@ -117,7 +113,7 @@ def install(engine: Engine) -> None:
                 continue
             if isinstance(search, str) and search.lower() not in entry.id.lower():
                 continue
-            name = _worker_name(engine, entry)
+            name = entry.worker_name
             if isinstance(worker, str) and worker != name:
                 continue
             item: dict[str, Any] = {
@@ -151,7 +147,7 @@ def install(engine: Engine) -> None:
                     "name": peer.name,
                     "description": meta.get("description"),
                     "version": meta.get("version"),
-                    "namespace": meta.get("namespace") or "default",
+                    "namespace": meta.get("namespace") or DEFAULT_NS,
                     "runtime": meta.get("runtime"),
                     "os": meta.get("os"),
                     "pid": meta.get("pid"),
@@ -161,7 +157,7 @@ def install(engine: Engine) -> None:
                     "functions": functions,
                     "connected_at_ms": peer.connected_at_ms,
                     "active_invocations": len(peer.inflight),
-                    "ip_address": getattr(peer, "ip", None),
+                    "ip_address": peer.ip,
                 }
             )
         return {"workers": out}
@@ -171,7 +167,7 @@ def install(engine: Engine) -> None:
             "triggers": [
                 {
                     "id": tid,
-                    "namespace": "default",
+                    "namespace": DEFAULT_NS,
                     "worker_name": "iiilog",
                     "description": desc,
                 }
@@ -270,7 +266,7 @@ def install(engine: Engine) -> None:
             "config": binding.config,
             "trigger": {
                 "id": binding.trigger_type,
-                "namespace": "default",
+                "namespace": DEFAULT_NS,
                 "description": engine.trigger_type_info[binding.trigger_type],
             }
             if binding.trigger_type in engine.trigger_type_info
@@ -289,7 +285,7 @@ def install(engine: Engine) -> None:
         peer = getattr(provider, "peer", None)
         return {
             "id": tid,
-            "namespace": "default",
+            "namespace": DEFAULT_NS,
             "worker_name": peer.name if peer else "iiilog",
             "description": engine.trigger_type_info[tid],
             "instance_count": sum(
