@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine import introspection as builtins
+from engine import introspection
 from engine.admin import install_admin
 from engine.channels import ChannelRegistry
 from engine.config import EngineConfig
@@ -65,7 +65,7 @@ class Server:
         self._writer_task = asyncio.get_running_loop().create_task(
             writer.run(), name="log-writer"
         )
-        builtins.install(engine)
+        introspection.install(engine)
         durable = DurableTriggers(engine, cfg.retry)
         self._durable = durable
         durable.start()
