@@ -18,7 +18,6 @@ from aiohttp import web
 from engine import builtins
 from engine.admin import install_admin
 from engine.channels import ChannelRegistry
-from engine.config import EngineConfig
 from engine.core import Engine
 from engine.cron import CronModule
 from engine.durable import DurableTriggers
@@ -32,6 +31,7 @@ from eventlog import LogTail, LogWriter, SqliteStore
 from projections.registry import builtin as builtin_projections
 from projections.runner import ProjectionRunner
 
+from .config import EngineConfig
 from .http_server import HttpModule
 from .stream_ws import StreamServer
 from .worker_ws import WorkerConnection, make_worker_app

@@ -23,7 +23,7 @@ def main() -> int:
     ready = data_dir / "engine.json"
     ready.unlink(missing_ok=True)
     engine = subprocess.Popen(
-        [sys.executable, "-m", "engine", "serve", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "api", "serve", "--data-dir", str(data_dir)],
         cwd=ROOT,
     )
     deadline = time.monotonic() + 30

@@ -76,7 +76,7 @@ class EngineProcess:
         cmd = [
             sys.executable,
             "-m",
-            "engine",
+            "api",
             "serve",
             "--data-dir",
             str(self.data_dir),

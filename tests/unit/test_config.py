@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import DEFAULT_CONFIG, ConfigError, parse, substitute
+from api.config import DEFAULT_CONFIG, ConfigError, parse, substitute
 
 
 @pytest.mark.parametrize(

@@ -16,14 +16,14 @@ from typing import Any
 
 import yaml
 
-from api.http_server import HttpConfig
-from api.rbac import RbacConfig
-from api.stream_ws import StreamConfig
+from engine.durable import RetryPolicy
+from engine.http_functions import HttpFunctionsConfig
+from engine.queues import QueueConfig
 from projections.runner import SnapshotConfig
 
-from .durable import RetryPolicy
-from .http_functions import HttpFunctionsConfig
-from .queues import QueueConfig
+from .http_server import HttpConfig
+from .rbac import RbacConfig
+from .stream_ws import StreamConfig
 
 log = logging.getLogger("iiilog.config")
 

@@ -11,9 +11,9 @@ import signal
 import sys
 from pathlib import Path
 
-from api.app import Server
 from eventlog import EventLogError, SqliteStore
 
+from .app import Server
 from .config import ConfigError, load
 
 log = logging.getLogger("iiilog")
@@ -98,6 +98,7 @@ async def status(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["replay"]:
+        # rewired after the replay library move
         from scripts.replay import main as replay_main
 
         return replay_main(argv[1:])
