@@ -54,10 +54,9 @@ class Server:
     async def start(self) -> None:
         cfg = self.config
         store = await SqliteStore.open(
-            cfg.data_dir,
-            synchronous=cfg.synchronous,  # type: ignore[arg-type]
+            cfg.eventlog.data_dir, synchronous=cfg.eventlog.synchronous
         )
-        writer = LogWriter(store, max_batch=cfg.max_batch)
+        writer = LogWriter(store, max_batch=cfg.eventlog.max_batch)
         tail = LogTail(store)
         writer.on_commit(tail.publish)
         engine = Engine(store=store, writer=writer, tail=tail)
@@ -66,7 +65,7 @@ class Server:
             writer.run(), name="log-writer"
         )
         builtins.install(engine)
-        durable = DurableTriggers(engine, cfg.retry)
+        durable = DurableTriggers(engine, cfg.triggers)
         self._durable = durable
         durable.start()
         runner = ProjectionRunner(
@@ -75,43 +74,32 @@ class Server:
         await runner.start()
         self.projections = runner
         install_admin(engine, durable, runner)
-        StateModule(
-            engine,
-            durable,
-            max_value_bytes=cfg.state_max_value_bytes,
-            triggers_enabled=cfg.state_triggers_enabled,
-        )
+        StateModule(engine, durable, cfg.state)
         channels = ChannelRegistry(engine)
-        logs = LogSink(engine, keep=cfg.logs_keep)
+        logs = LogSink(engine, cfg.logs)
         http_functions = (
             HttpFunctions(engine, cfg.http_functions) if cfg.http_functions else None
         )
         self._http_functions = http_functions
         streams = StreamModule(engine, durable)
-        if cfg.pubsub:
+        if cfg.pubsub is not None:
             PubSubModule(engine)
         if cfg.queues is not None:
             await QueueModule(engine, cfg.queues).start()
         Availability(engine)
-        if cfg.cron:
+        if cfg.cron is not None:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
             make_worker_app(engine, logs, channels, http_functions),
-            cfg.worker_host,
-            cfg.worker_port,
+            cfg.worker.host,
+            cfg.worker.port,
         )
-        for index, rbac in enumerate(cfg.rbac_listeners):
+        for index, listener in enumerate(cfg.rbac_listeners):
             name = "rbac" if index == 0 else f"rbac{index}"
             self.ports[name] = await self._listen(
-                make_worker_app(
-                    engine,
-                    logs,
-                    channels,
-                    http_functions,
-                    rbac,
-                ),
-                rbac.host,
-                rbac.port,
+                make_worker_app(engine, logs, channels, http_functions, listener.rbac),
+                listener.host,
+                listener.port,
             )
         if cfg.http is not None:
             http = HttpModule(engine, cfg.http, runner, channels)

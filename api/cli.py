@@ -26,7 +26,9 @@ def _public(host: str) -> str:
 async def serve(args: argparse.Namespace) -> int:
     cfg = load(Path(args.config) if args.config else None)
     if args.data_dir:
-        cfg.data_dir = Path(args.data_dir)
+        data_dir = Path(args.data_dir)
+        cfg.eventlog = cfg.eventlog.model_copy(update={"data_dir": data_dir})
+    data_dir = cfg.eventlog.data_dir
     server = Server(cfg)
     try:
         await server.start()
@@ -34,7 +36,7 @@ async def serve(args: argparse.Namespace) -> int:
         log.error("cannot start: %s", e)
         await server.stop()
         return 2
-    host = _public(cfg.worker_host)
+    host = _public(cfg.worker.host)
     urls = {"worker_url": f"ws://{host}:{server.ports['worker']}"}
     if "http" in server.ports and cfg.http is not None:
         urls["http_url"] = f"http://{_public(cfg.http.host)}:{server.ports['http']}"
@@ -44,13 +46,13 @@ async def serve(args: argparse.Namespace) -> int:
     if "stream" in server.ports and cfg.stream is not None:
         host = _public(cfg.stream.host)
         urls["stream_url"] = f"ws://{host}:{server.ports['stream']}"
-    info = {"pid": os.getpid(), **urls, "data_dir": str(cfg.data_dir)}
-    ready = cfg.data_dir / "engine.json"
+    info = {"pid": os.getpid(), **urls, "data_dir": str(data_dir)}
+    ready = data_dir / "engine.json"
     ready.write_text(json.dumps(info))
     print("iiilog is running", flush=True)
     for name, url in urls.items():
         print(f"  {name.replace('_url', ''):<8} {url}", flush=True)
-    print(f"  data     {cfg.data_dir}", flush=True)
+    print(f"  data     {data_dir}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             return uvloop.run(serve(args))
         return asyncio.run(serve(args))
     except ConfigError as e:
-        log.error("config error: %s", e)
+        print(f"config error: {e}", file=sys.stderr)
         return 2
 
 

@@ -2,7 +2,11 @@
 
 ``${VAR}`` / ``${VAR:default}`` are substituted in the raw text before YAML
 parsing (a set variable wins, even if empty; unset without default is an error).
-Modules we do not implement are warned about and skipped, never fatal.
+Each module we implement validates its ``config`` block with the pydantic model
+that lives beside it: a bad key or value is refused by module and key path.
+Settings iii documents that we do not implement (a model's
+``iii_unimplemented``) are accepted with one warning. Modules we do not
+implement are warned about and skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -15,14 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
-from engine.durable import RetryPolicy
+from engine.cron import CronConfig
+from engine.durable import TriggersConfig
 from engine.http_functions import HttpFunctionsConfig
-from engine.queues import QueueConfig
+from engine.logs import LogsConfig
+from engine.pubsub import PubSubConfig
+from engine.queues import QueueModuleConfig
+from engine.state import StateConfig
+from eventlog.config import EventLogConfig
 from projections.runner import SnapshotConfig
 
 from .http_server import HttpConfig
-from .rbac import RbacConfig
+from .rbac import WorkerManagerConfig
 from .stream_ws import StreamConfig
 
 log = logging.getLogger("iiilog.config")
@@ -45,17 +55,39 @@ workers:
 """
 
 _VAR = re.compile(r"\$\{([^}:]+)(?::([^}]*))?\}")
-ALWAYS_ON = {
-    "iii-worker-manager",
-    "iii-observability",
-    "configuration",
-    "iii-engine-functions",
-    "iii-telemetry",
+
+# The modules we implement, by canonical name: their model and the
+# EngineConfig attribute it fills (listeners are placed by `_listener`).
+MODULES: dict[str, tuple[type[BaseModel], str]] = {
+    "iii-worker-manager": (WorkerManagerConfig, "worker"),
+    "iii-http": (HttpConfig, "http"),
+    "iii-stream": (StreamConfig, "stream"),
+    "iii-state": (StateConfig, "state"),
+    "iii-cron": (CronConfig, "cron"),
+    "iii-pubsub": (PubSubConfig, "pubsub"),
+    "iii-queue": (QueueModuleConfig, "queues"),
+    "iii-http-functions": (HttpFunctionsConfig, "http_functions"),
+    "iii-observability": (LogsConfig, "logs"),
+    "iiilog-triggers": (TriggersConfig, "triggers"),
+    "iiilog-projections": (SnapshotConfig, "snapshots"),
+    "iiilog-eventlog": (EventLogConfig, "eventlog"),
 }
-NOT_YET = {
-    "iii-exec",
-    "iii-bridge",
+# iii's short names of the same modules.
+ALIASES = {
+    "http": "iii-http",
+    "state": "iii-state",
+    "cron": "iii-cron",
+    "pubsub": "iii-pubsub",
+    "queue": "iii-queue",
+    "stream": "iii-stream",
 }
+# iii always starts these; iiilog has their functions built in or no use for them.
+ALWAYS_ON = {"configuration", "iii-engine-functions", "iii-telemetry"}
+NOT_YET = {"iii-exec", "iii-bridge"}
+TOP_LEVEL = {"workers", "modules"}
+TOP_LEVEL_UNIMPLEMENTED = {"registration_namespace_grace_ms"}
+ENTRY_KEYS = {"name", "config"}
+ENTRY_UNIMPLEMENTED = {"image"}
 
 
 class ConfigError(ValueError):
@@ -80,74 +112,95 @@ def substitute(text: str, env: dict[str, str] | None = None) -> str:
 
 @dataclass
 class EngineConfig:
-    worker_host: str = "0.0.0.0"
-    worker_port: int = 49134
-    http: HttpConfig | None = field(default_factory=HttpConfig)
-    stream: StreamConfig | None = field(default_factory=StreamConfig)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    cron: bool = True
-    logs_keep: int = 1000
+    """What a config file asks for; a module not listed is None (or off),
+    except the ones the engine cannot run without."""
+
+    worker: WorkerManagerConfig = field(default_factory=WorkerManagerConfig)
+    rbac_listeners: list[WorkerManagerConfig] = field(default_factory=list)
+    http: HttpConfig | None = None
+    stream: StreamConfig | None = None
+    state: StateConfig = field(default_factory=StateConfig)
+    cron: CronConfig | None = None
+    pubsub: PubSubConfig | None = None
+    queues: QueueModuleConfig | None = None
     http_functions: HttpFunctionsConfig | None = None
-    rbac_listeners: list[RbacConfig] = field(default_factory=list)
-    pubsub: bool = True
-    queues: dict[str, QueueConfig] | None = field(default_factory=dict)
+    logs: LogsConfig = field(default_factory=LogsConfig)
+    triggers: TriggersConfig = field(default_factory=TriggersConfig)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
-    state_max_value_bytes: int | None = None
-    state_triggers_enabled: bool = True
-    data_dir: Path = Path("./data")
-    synchronous: str = "full"
-    max_batch: int = 512
+    eventlog: EventLogConfig = field(default_factory=EventLogConfig)
     skipped: list[str] = field(default_factory=list)
 
 
-def _int(cfg: dict[str, Any], name: str, default: int | None) -> int | None:
-    value = cfg.get(name, default)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    return value
+def describe(error: ValidationError) -> str:
+    """The first problem of a validation error as ``key.path: message``."""
+    first = error.errors()[0]
+    path = [str(part) for part in first["loc"]]
+    if first["type"] == "extra_forbidden":
+        where = f"{'.'.join(path[:-1])}: " if len(path) > 1 else ""
+        text = f"{where}unknown key '{path[-1]}'"
+    else:
+        message = first["msg"]
+        if first["type"] == "value_error":
+            message = str(first.get("ctx", {}).get("error", message))
+        text = f"{'.'.join(path)}: {message}" if path else message
+    more = len(error.errors()) - 1
+    return text + (f" (and {more} more)" if more else "")
 
 
-def _positive(cfg: dict[str, Any], name: str, default: int) -> int:
-    value = _int(cfg, name, default)
-    if value is None or value < 1:
-        raise ConfigError(f"{name} must be a positive integer")
-    return value
+def _entries(doc: dict[str, Any]) -> list[Any]:
+    entries: list[Any] = []
+    for key in ("workers", "modules"):  # `modules`: iii's older name, appended
+        value = doc.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            raise ConfigError(f"`{key}` must be a list of {{name, config}} entries")
+        entries += value
+    return entries
 
 
-def _queues(raw: Any) -> dict[str, QueueConfig]:
-    if not isinstance(raw, dict):
-        raise ConfigError("iii-queue: queue_configs must be a mapping")
-    out = {}
-    for name, conf in raw.items():
-        conf = conf or {}
-        if not isinstance(conf, dict):
-            raise ConfigError(f"iii-queue: queue {name!r} must be a mapping")
-        kind = conf.get("type", "standard")
-        if kind not in ("standard", "fifo"):
-            raise ConfigError(f"iii-queue: queue {name!r}: type is standard or fifo")
-        group = conf.get("message_group_field")
-        if kind == "fifo" and not isinstance(group, str):
-            raise ConfigError(
-                f"iii-queue: fifo queue {name!r} needs message_group_field"
-            )
-        defaults = QueueConfig()
-        out[str(name)] = QueueConfig(
-            type=kind,
-            message_group_field=group,
-            **{
-                f: _positive(conf, f, getattr(defaults, f))
-                for f in (
-                    "max_retries",
-                    "concurrency",
-                    "backoff_ms",
-                    "poll_interval_ms",
-                    "delivery_timeout_ms",
-                )
-            },
+def _module(index: int, entry: Any) -> tuple[str, dict[str, Any]]:
+    """One list entry's name and config block, its shape checked."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise ConfigError(f"workers[{index}]: each entry needs a `name`: {entry!r}")
+    name: str = entry["name"]
+    unknown = set(entry) - ENTRY_KEYS - ENTRY_UNIMPLEMENTED
+    if unknown:
+        raise ConfigError(f"{name}: unknown key '{sorted(unknown)[0]}' in the entry")
+    if "image" in entry:
+        log.warning("config: %s: `image` ignored (iiilog runs no containers)", name)
+    conf = entry.get("config") or {}
+    if not isinstance(conf, dict):
+        raise ConfigError(f"{name}: `config` must be a mapping")
+    return name, conf
+
+
+def _validate(name: str, model: type[BaseModel], conf: dict[str, Any]) -> Any:
+    unimplemented: frozenset[str] = getattr(model, "iii_unimplemented", frozenset())
+    ignored = sorted(set(conf) & unimplemented)
+    if ignored:
+        log.warning(
+            "config: %s: %s ignored (iii settings iiilog does not implement)",
+            name,
+            ", ".join(ignored),
         )
-    return out
+    try:
+        return model.model_validate({k: v for k, v in conf.items() if k not in ignored})
+    except ValidationError as e:
+        raise ConfigError(f"{name}: {describe(e)}") from None
+
+
+def _listener(cfg: EngineConfig, name: str, listener: WorkerManagerConfig) -> None:
+    if listener.rbac is not None:
+        cfg.rbac_listeners.append(listener)
+        return
+    if listener.middleware_function_id is not None:
+        log.warning(
+            "config: %s: middleware_function_id ignored (it applies to"
+            " listeners with an rbac block)",
+            name,
+        )
+    cfg.worker = listener
 
 
 def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
@@ -157,128 +210,48 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
         raise ConfigError(f"invalid YAML: {e}") from e
     if not isinstance(doc, dict):
         raise ConfigError("the config must be a mapping with a `workers` list")
-    unknown = set(doc) - {"workers", "modules", "registration_namespace_grace_ms"}
+    unknown = set(doc) - TOP_LEVEL - TOP_LEVEL_UNIMPLEMENTED
     if unknown:
-        raise ConfigError(f"unknown top-level keys: {', '.join(sorted(unknown))}")
-    entries = list(doc.get("workers") or []) + list(doc.get("modules") or [])
-    cfg = EngineConfig(http=None, stream=None, cron=False, pubsub=False, queues=None)
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise ConfigError(f"each worker entry needs a `name`: {entry!r}")
-        name = entry["name"]
-        conf = entry.get("config") or {}
-        if not isinstance(conf, dict):
-            raise ConfigError(f"{name}: `config` must be a mapping")
-        if name == "iii-worker-manager" and "rbac" in conf:
-            try:
-                cfg.rbac_listeners.append(RbacConfig.parse(conf))
-            except (ValueError, TypeError) as e:
-                raise ConfigError(f"iii-worker-manager rbac: {e}") from e
-        elif name == "iii-worker-manager":
-            cfg.worker_host = str(conf.get("host", "0.0.0.0"))
-            cfg.worker_port = _int(conf, "port", 49134) or 0
-        elif name in ("iii-http", "http"):
-            cfg.http = HttpConfig(
-                host=str(conf.get("host", "0.0.0.0")),
-                port=_int(conf, "port", 3111) or 0,
-                default_timeout=_int(conf, "default_timeout", 30_000) or 30_000,
-                concurrency_request_limit=_int(conf, "concurrency_request_limit", 1024)
-                or 1024,
-                cors=conf.get("cors"),
-                middleware=list(conf.get("middleware") or []),
-                body_fields_at_top_level=bool(
-                    conf.get("body_fields_at_top_level", True)
-                ),
-            )
-        elif name in ("iii-stream", "stream"):
-            auth = conf.get("auth_function")
-            if auth is not None and not isinstance(auth, str):
-                raise ConfigError("iii-stream: auth_function must be a function id")
-            cfg.stream = StreamConfig(
-                host=str(conf.get("host", "0.0.0.0")),
-                port=_int(conf, "port", 3112) or 0,
-                auth_function=auth,
-                send_retention_ms=_int(
-                    conf, "send_retention_ms", StreamConfig.send_retention_ms
-                )
-                or 1,
-                prune_interval_ms=_int(
-                    conf, "prune_interval_ms", StreamConfig.prune_interval_ms
-                )
-                or 60_000,
-            )
-        elif name in ("iii-state", "state"):
-            cfg.state_max_value_bytes = _int(conf, "max_value_bytes", None)
-            if cfg.state_max_value_bytes is not None and cfg.state_max_value_bytes < 1:
-                raise ConfigError("iii-state: max_value_bytes must be >= 1")
-            cfg.state_triggers_enabled = bool(conf.get("triggers_enabled", True))
-        elif name == "iii-http-functions":
-            security = conf.get("security") or {}
-            if not isinstance(security, dict):
-                raise ConfigError("iii-http-functions: security must be a mapping")
-            allow = security.get("url_allowlist", ["*"])
-            if not isinstance(allow, list) or not all(
-                isinstance(a, str) for a in allow
-            ):
-                raise ConfigError(
-                    "iii-http-functions: url_allowlist is a list of host patterns"
-                )
-            cfg.http_functions = HttpFunctionsConfig(
-                url_allowlist=allow,
-                block_private_ips=bool(security.get("block_private_ips", True)),
-                require_https=bool(security.get("require_https", True)),
-            )
-        elif name == "iii-observability":
-            cfg.logs_keep = _positive(conf, "logs_max", 1000)
-        elif name in ("iii-cron", "cron"):
-            cfg.cron = True
-        elif name in ("iii-pubsub", "pubsub"):
-            cfg.pubsub = True
-        elif name in ("iii-queue", "queue"):
-            cfg.queues = _queues(conf.get("queue_configs") or {})
-        elif name == "iiilog-triggers":
-            defaults = RetryPolicy()
-            cfg.retry = RetryPolicy(
-                **{
-                    f: _positive(conf, f, getattr(defaults, f))
-                    for f in (
-                        "max_in_flight",
-                        "dedupe_retention_ms",
-                        "max_attempts",
-                        "backoff_ms",
-                        "backoff_max_ms",
-                        "delivery_timeout_ms",
-                        "flush_interval_ms",
-                    )
-                }
-            )
-        elif name == "iiilog-projections":
-            interval = conf.get("snapshot_interval_s", 5)
-            if (
-                isinstance(interval, bool)
-                or not isinstance(interval, int | float)
-                or (interval <= 0)
-            ):
-                raise ConfigError("snapshot_interval_s must be a positive number")
-            cfg.snapshots = SnapshotConfig(
-                enabled=bool(conf.get("snapshots", True)), interval_s=float(interval)
-            )
-        elif name == "iiilog-eventlog":
-            cfg.data_dir = Path(str(conf.get("data_dir", "./data")))
-            sync = str(conf.get("synchronous", "full")).lower()
-            if sync not in ("off", "normal", "full", "extra"):
-                raise ConfigError(
-                    "iiilog-eventlog: synchronous must be one of"
-                    " off, normal, full, extra"
-                )
-            cfg.synchronous = sync
-            cfg.max_batch = _int(conf, "max_batch", 512) or 512
-        elif name in ALWAYS_ON:
-            continue
-        else:
+        raise ConfigError(f"unknown top-level key '{sorted(unknown, key=str)[0]}'")
+    for key in sorted(set(doc) & TOP_LEVEL_UNIMPLEMENTED):
+        log.warning("config: %s ignored (an iii setting iiilog does not use)", key)
+    cfg = EngineConfig()
+    seen: dict[str, str] = {}  # canonical name -> the spelling listed
+    main_listed = False
+    for index, entry in enumerate(_entries(doc)):
+        name, conf = _module(index, entry)
+        canonical = ALIASES.get(name, name)
+        known = MODULES.get(canonical)
+        if known is None:
+            if canonical in ALWAYS_ON:
+                if conf:
+                    log.warning("config: %s: its config is ignored by iiilog", name)
+                continue
             reason = "not implemented yet" if name in NOT_YET else "unknown module"
             log.warning("config: module %r skipped (%s)", name, reason)
             cfg.skipped.append(name)
+            continue
+        if canonical in seen:
+            first = seen[canonical]
+            if first != name:  # iii refuses this too
+                raise ConfigError(
+                    f"{canonical}: listed twice (as '{first}' and '{name}')"
+                )
+            raise ConfigError(f"{name}: listed twice (iiilog runs one instance of it)")
+        model, attribute = known
+        parsed = _validate(name, model, conf)
+        if isinstance(parsed, WorkerManagerConfig):
+            if parsed.rbac is None:
+                if main_listed:
+                    raise ConfigError(
+                        f"{name}: a second listener needs an rbac block"
+                        " (iiilog has one main worker listener)"
+                    )
+                main_listed = True
+            _listener(cfg, name, parsed)
+            continue
+        seen[canonical] = name
+        setattr(cfg, attribute, parsed)
     return cfg
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import BaseModel, ConfigDict, Field
 
 from eventlog import LogTail, LogWriter, SqliteStore
 from eventlog.codec import dumps, loads
@@ -35,10 +36,15 @@ _SAVE = (
 )
 
 
-@dataclass
-class SnapshotConfig:
-    enabled: bool = True
-    interval_s: float = 5.0
+class SnapshotConfig(BaseModel):
+    """Module ``iiilog-projections`` (file keys ``snapshots``,
+    ``snapshot_interval_s``): whether and how often projection states are
+    saved, so a restart folds only what came after."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    enabled: bool = Field(True, alias="snapshots")
+    interval_s: float = Field(5.0, gt=0, alias="snapshot_interval_s")
 
 
 @dataclass(eq=False)
