@@ -1,4 +1,9 @@
-"""The ``iiilog`` command: ``serve`` runs the engine (DESIGN.md §8)."""
+"""The ``iiilog`` command, the composition root: ``serve`` loads the config and
+runs the engine, ``status`` reads a data dir beside it, ``replay`` rebuilds and
+verifies views. A command that cannot do its job ends in one line on stderr
+naming the config key or the path at fault, exit status 2, never a traceback;
+read-only commands never create a data dir.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from pathlib import Path
 from eventlog import EventLogError, SqliteStore
 
 from .app import Server
-from .config import ConfigError, load
+from .config import ConfigError, EngineConfig, load
 
 log = logging.getLogger("iiilog")
 
@@ -23,32 +28,43 @@ def _public(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
+def _reason(error: Exception, data_dir: Path) -> str:
+    """Why the engine cannot start, naming the path at fault."""
+    if isinstance(error, OSError):
+        return f"{error.filename}: {error.strerror}" if error.filename else str(error)
+    text = str(error)
+    return text if str(data_dir) in text else f"{data_dir}: {text}"
+
+
+def _urls(cfg: EngineConfig, ports: dict[str, int]) -> dict[str, str]:
+    urls = {"worker_url": f"ws://{_public(cfg.worker.host)}:{ports['worker']}"}
+    if "http" in ports and cfg.http is not None:
+        urls["http_url"] = f"http://{_public(cfg.http.host)}:{ports['http']}"
+    for index, listener in enumerate(cfg.rbac_listeners):
+        name = "rbac" if index == 0 else f"rbac{index}"
+        urls[f"{name}_url"] = f"ws://{_public(listener.host)}:{ports[name]}"
+    if "stream" in ports and cfg.stream is not None:
+        urls["stream_url"] = f"ws://{_public(cfg.stream.host)}:{ports['stream']}"
+    return urls
+
+
 async def serve(args: argparse.Namespace) -> int:
     cfg = load(Path(args.config) if args.config else None)
     if args.data_dir:
         data_dir = Path(args.data_dir)
         cfg.eventlog = cfg.eventlog.model_copy(update={"data_dir": data_dir})
     data_dir = cfg.eventlog.data_dir
+    ready = data_dir / "engine.json"
     server = Server(cfg)
     try:
         await server.start()
-    except EventLogError as e:
-        log.error("cannot start: %s", e)
+        urls = _urls(cfg, server.ports)
+        info = {"pid": os.getpid(), **urls, "data_dir": str(data_dir)}
+        ready.write_text(json.dumps(info))
+    except (EventLogError, OSError) as e:
+        print(f"cannot start: {_reason(e, data_dir)}", file=sys.stderr)
         await server.stop()
         return 2
-    host = _public(cfg.worker.host)
-    urls = {"worker_url": f"ws://{host}:{server.ports['worker']}"}
-    if "http" in server.ports and cfg.http is not None:
-        urls["http_url"] = f"http://{_public(cfg.http.host)}:{server.ports['http']}"
-    for index, rbac in enumerate(cfg.rbac_listeners):
-        name = "rbac" if index == 0 else f"rbac{index}"
-        urls[f"{name}_url"] = f"ws://{_public(rbac.host)}:{server.ports[name]}"
-    if "stream" in server.ports and cfg.stream is not None:
-        host = _public(cfg.stream.host)
-        urls["stream_url"] = f"ws://{host}:{server.ports['stream']}"
-    info = {"pid": os.getpid(), **urls, "data_dir": str(data_dir)}
-    ready = data_dir / "engine.json"
-    ready.write_text(json.dumps(info))
     print("iiilog is running", flush=True)
     for name, url in urls.items():
         print(f"  {name.replace('_url', ''):<8} {url}", flush=True)
@@ -67,10 +83,11 @@ async def serve(args: argparse.Namespace) -> int:
 async def status(args: argparse.Namespace) -> int:
     """Print the log head, trigger cursors with their lag, parked deliveries and
     projection checkpoints. Read-only: works beside a running engine."""
+    data_dir = Path(args.data_dir)
     try:
-        store = await SqliteStore.open(Path(args.data_dir), read_only=True)
+        store = await SqliteStore.open(data_dir, read_only=True)
     except EventLogError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {data_dir}: {e}", file=sys.stderr)
         return 2
     try:
         head = await store.read_head()
@@ -103,21 +120,55 @@ def main(argv: list[str] | None = None) -> int:
         # rewired after the replay library move
         from scripts.replay import main as replay_main
 
-        return replay_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="iiilog", description=__doc__)
-    parser.add_argument("--log-level", default=os.environ.get("IIILOG_LOG", "INFO"))
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_serve = sub.add_parser("serve", help="run the engine")
-    p_serve.add_argument("--config", help="iii config.yaml (default: built in)")
-    p_serve.add_argument("--data-dir", help="where the log lives (default ./data)")
-    p_status = sub.add_parser("status", help="log head, trigger cursors and lag")
-    p_status.add_argument(
-        "--data-dir", default=os.environ.get("IIILOG_DATA_DIR", "./data")
+        return replay_main(argv[1:], prog="iiilog replay")
+    parser = argparse.ArgumentParser(
+        prog="iiilog",
+        description="A reactive backend engine that speaks the iii worker"
+        " protocol and keeps every change in a durable, append-only log.",
+        epilog="`iiilog COMMAND --help` lists a command's options.",
     )
-    p_status.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("IIILOG_LOG", "INFO"),
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR (default: $IIILOG_LOG, else INFO)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p_serve = sub.add_parser(
+        "serve", help="run the engine", description="Run the engine until Ctrl-C."
+    )
+    p_serve.add_argument(
+        "--config",
+        metavar="FILE",
+        help="an iii config.yaml (default: built in, with the http, stream,"
+        " state, cron, pubsub and queue modules on ports $IIILOG_WORKER_PORT,"
+        " $IIILOG_HTTP_PORT, $IIILOG_STREAM_PORT or 49134, 3111, 3112)",
+    )
+    p_serve.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the log lives, created if missing; overrides the config's"
+        " iiilog-eventlog data_dir (default: $IIILOG_DATA_DIR, else ./data)",
+    )
+    p_status = sub.add_parser(
+        "status",
+        help="log head, trigger cursors and lag, projection checkpoints",
+        description="Show a data dir's log head, trigger cursors with their lag"
+        " and parked records, and projection checkpoints. Read-only; works"
+        " beside a running engine.",
+    )
+    p_status.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=os.environ.get("IIILOG_DATA_DIR", "./data"),
+        help="the engine's data dir (default: $IIILOG_DATA_DIR, else ./data)",
+    )
+    p_status.add_argument(
+        "--json", action="store_true", help="print one JSON object instead"
+    )
     sub.add_parser(
         "replay",
-        help="rebuild and verify views from the log (see `iiilog replay --help`)",
+        help="rebuild and verify views from the log (`iiilog replay --help`)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -128,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     # One line per snapshot job every few seconds is noise, not news.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if args.command == "status":
+        if not Path(args.data_dir).is_dir():  # opening the store would create it
+            print(f"error: {args.data_dir}: no such data dir", file=sys.stderr)
+            return 2
         return asyncio.run(status(args))
     try:
         if os.environ.get("IIILOG_LOOP", "uvloop") == "uvloop":

@@ -256,7 +256,7 @@ async def run(args: argparse.Namespace) -> int:
         store = await SqliteStore.open(data_dir, read_only=not args.apply)
     except EventLogError as e:
         hint = " (is the engine running? stop it to --apply)" if args.apply else ""
-        print(f"error: {e}{hint}", file=sys.stderr)
+        print(f"error: {data_dir}: {e}{hint}", file=sys.stderr)
         return 2
     try:
         return await _run(store, args)
@@ -370,13 +370,18 @@ async def _run(store: SqliteStore, args: argparse.Namespace) -> int:
     return 1 if drift and args.verify else 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="replay",
+        prog=prog,
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    parser.add_argument("--data-dir", default="./data")
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default="./data",
+        help="the engine's data dir (default: ./data)",
+    )
     parser.add_argument(
         "--only",
         action="append",
@@ -403,7 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print rebuilt states")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return asyncio.run(run(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    if not Path(args.data_dir).is_dir():  # opening the store would create it
+        print(f"error: {args.data_dir}: no such data dir", file=sys.stderr)
+        return 2
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":
