@@ -149,10 +149,6 @@ class StreamServer:
 
         self.engine.spawn(loop(), name="stream-retention")
 
-    async def close_all(self) -> None:
-        for client in list(self.clients):
-            await client.ws.close(code=1001, message=b"engine shutting down")
-
     # -- connection ------------------------------------------------------------------
 
     async def _auth(self, request: web.Request) -> Any:
