@@ -16,14 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.core import FunctionEntry
 from engine.errors import EngineError
@@ -50,8 +43,8 @@ class RbacConfig(BaseModel):
     """The ``rbac`` block of an extra ``iii-worker-manager`` entry.
 
     ``middleware_function_id`` sits beside the block in the file, not in it;
-    the listener (``WorkerManagerConfig``) hands it over, so a session's
-    config carries everything its checks need.
+    the listener (``WorkerManagerConfig``) copies it in, so a session's config
+    carries everything its checks need as plain fields (read per call).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -62,11 +55,7 @@ class RbacConfig(BaseModel):
     on_trigger_type_registration_function_id: str | None = None
     # `match("glob")` strings (a bare glob too) or `{metadata: {key: value}}`.
     expose_functions: list[str | dict[str, Any]] = []
-    _middleware: str | None = PrivateAttr(default=None)
-
-    @property
-    def middleware_function_id(self) -> str | None:
-        return self._middleware
+    middleware_function_id: str | None = None  # from the listener
 
     @field_validator("expose_functions")
     @classmethod
@@ -95,16 +84,18 @@ class WorkerManagerConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _rbac_port(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("rbac") is not None:
-            return {"port": 49135, **data}
-        return data
-
-    @model_validator(mode="after")
-    def _hand_over_middleware(self) -> WorkerManagerConfig:
-        if self.rbac is not None:
-            self.rbac._middleware = self.middleware_function_id
-        return self
+    def _rbac_listener(cls, data: Any) -> Any:
+        rbac = data.get("rbac") if isinstance(data, dict) else None
+        if not isinstance(rbac, dict):
+            return data
+        if "middleware_function_id" in rbac:  # it belongs beside the block
+            raise ValueError("rbac: unknown key 'middleware_function_id'")
+        middleware = data.get("middleware_function_id")
+        return {
+            "port": 49135,
+            **data,
+            "rbac": {**rbac, "middleware_function_id": middleware},
+        }
 
 
 def exposed(rules: list[Any], entry: FunctionEntry) -> bool:

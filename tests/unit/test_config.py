@@ -88,6 +88,7 @@ def test_unset_without_default_is_fatal() -> None:
                 "on_trigger_registration_function_id": None,
                 "on_trigger_type_registration_function_id": None,
                 "expose_functions": [],
+                "middleware_function_id": None,
             },
         ),
         (
@@ -357,6 +358,14 @@ def test_sdk_suite_config() -> None:
         (
             one("iii-worker-manager", "{rbac: {auth_function: a}}"),
             "iii-worker-manager: rbac: unknown key 'auth_function'",
+        ),
+        (
+            one("iii-worker-manager", "{rbac: {middleware_function_id: mw}}"),
+            "iii-worker-manager: rbac: unknown key 'middleware_function_id'",
+        ),
+        (
+            one("iii-worker-manager", "{rbac: [a]}"),
+            "iii-worker-manager: rbac: Input should be a valid dictionary",
         ),
         (
             one("iii-worker-manager", "{rbac: {expose_functions: 'match(\"*\")'}}"),
