@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p_serve.add_argument(
         "--data-dir",
         metavar="DIR",
-        help="where the log lives, created if missing; overrides the config's"
-        " iiilog-eventlog data_dir (default: $IIILOG_DATA_DIR, else ./data)",
+        help="where the log lives, created if missing (default: the config's"
+        " iiilog-eventlog data_dir; built-in config: $IIILOG_DATA_DIR, else"
+        " ./data)",
     )
     p_status = sub.add_parser(
         "status",
