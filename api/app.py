@@ -1,8 +1,13 @@
 """Assembly: open the log, build the engine and its modules, start the listeners.
 
 ``Server.start`` returns once every listener is bound (ports known, port 0 allowed);
-``Server.stop`` shuts down in order: close worker sockets (GOING_AWAY), stop the
-listeners, cancel the engine's tasks, let the writer drain, close the database.
+``Server.stop`` shuts down in order: close worker connections (§1.7 cleanup,
+GOING_AWAY) and every other WebSocket on our listeners (telemetry, channel ends,
+stream clients), stop the listeners, cancel the engine's tasks, let the writer
+drain, close the database. Sockets are closed before the listeners stop because
+aiohttp stops reading a connection once its runner shuts down: a close
+handshake begun later never completes, and each such socket would hold the
+shutdown for twice the shutdown timeout (and its client waiting as long).
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +25,6 @@ from aiohttp import web
 from engine import introspection
 from engine.admin import install_admin
 from engine.channels import ChannelRegistry
-from engine.config import EngineConfig
 from engine.core import Engine
 from engine.cron import CronModule
 from engine.durable import DurableTriggers
@@ -32,11 +38,21 @@ from eventlog import LogTail, LogWriter, SqliteStore
 from projections.registry import builtin as builtin_projections
 from projections.runner import ProjectionRunner
 
+from .config import EngineConfig
 from .http_server import HttpModule
+from .protocol import CloseCode
 from .stream_ws import StreamServer
 from .worker_ws import WorkerConnection, make_worker_app
 
 log = logging.getLogger("iiilog.app")
+
+
+async def _all(closes: Iterable[Awaitable[Any]]) -> None:
+    """Await every close; a peer that fails to close is logged, not raised
+    (shutdown goes on)."""
+    for result in await asyncio.gather(*closes, return_exceptions=True):
+        if isinstance(result, Exception):
+            log.debug("closing a socket failed: %r", result)
 
 
 @dataclass
@@ -47,6 +63,9 @@ class Server:
     _runners: list[web.AppRunner] = field(default_factory=list)
     _writer_task: asyncio.Task[Any] | None = None
     _streams: StreamServer | None = None
+    _sockets: weakref.WeakSet[web.WebSocketResponse] = field(
+        default_factory=weakref.WeakSet
+    )
     _durable: DurableTriggers | None = None
     projections: ProjectionRunner | None = None
     _http_functions: HttpFunctions | None = None
@@ -54,10 +73,9 @@ class Server:
     async def start(self) -> None:
         cfg = self.config
         store = await SqliteStore.open(
-            cfg.data_dir,
-            synchronous=cfg.synchronous,  # type: ignore[arg-type]
+            cfg.eventlog.data_dir, synchronous=cfg.eventlog.synchronous
         )
-        writer = LogWriter(store, max_batch=cfg.max_batch)
+        writer = LogWriter(store, max_batch=cfg.eventlog.max_batch)
         tail = LogTail(store)
         writer.on_commit(tail.publish)
         engine = Engine(store=store, writer=writer, tail=tail)
@@ -66,7 +84,7 @@ class Server:
             writer.run(), name="log-writer"
         )
         introspection.install(engine)
-        durable = DurableTriggers(engine, cfg.retry)
+        durable = DurableTriggers(engine, cfg.triggers)
         self._durable = durable
         durable.start()
         runner = ProjectionRunner(
@@ -75,43 +93,32 @@ class Server:
         await runner.start()
         self.projections = runner
         install_admin(engine, durable, runner)
-        StateModule(
-            engine,
-            durable,
-            max_value_bytes=cfg.state_max_value_bytes,
-            triggers_enabled=cfg.state_triggers_enabled,
-        )
+        StateModule(engine, durable, cfg.state)
         channels = ChannelRegistry(engine)
-        logs = LogSink(engine, keep=cfg.logs_keep)
+        logs = LogSink(engine, cfg.logs)
         http_functions = (
             HttpFunctions(engine, cfg.http_functions) if cfg.http_functions else None
         )
         self._http_functions = http_functions
         streams = StreamModule(engine, durable)
-        if cfg.pubsub:
+        if cfg.pubsub is not None:
             PubSubModule(engine)
         if cfg.queues is not None:
             await QueueModule(engine, cfg.queues).start()
         Availability(engine)
-        if cfg.cron:
+        if cfg.cron is not None:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
             make_worker_app(engine, logs, channels, http_functions),
-            cfg.worker_host,
-            cfg.worker_port,
+            cfg.worker.host,
+            cfg.worker.port,
         )
-        for index, rbac in enumerate(cfg.rbac_listeners):
+        for index, listener in enumerate(cfg.rbac_listeners):
             name = "rbac" if index == 0 else f"rbac{index}"
             self.ports[name] = await self._listen(
-                make_worker_app(
-                    engine,
-                    logs,
-                    channels,
-                    http_functions,
-                    rbac,
-                ),
-                rbac.host,
-                rbac.port,
+                make_worker_app(engine, logs, channels, http_functions, listener.rbac),
+                listener.host,
+                listener.port,
             )
         if cfg.http is not None:
             http = HttpModule(engine, cfg.http, runner, channels)
@@ -129,6 +136,7 @@ class Server:
     async def _listen(self, app: web.Application, host: str, port: int) -> int:
         # Shutdown closes the sockets first; handlers still running after 5 s
         # are cancelled rather than waited for (aiohttp's default is 60 s).
+        app.on_response_prepare.append(self._track)
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=5.0
         )
@@ -136,17 +144,27 @@ class Server:
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
         self._runners.append(runner)
-        server: Any = site._server  # asyncio's or uvloop's Server
-        return int(server.sockets[0].getsockname()[1])
+        return int(runner.addresses[0][1])
+
+    async def _track(self, request: web.Request, response: web.StreamResponse) -> None:
+        if isinstance(response, web.WebSocketResponse):
+            self._sockets.add(response)
+
+    async def _close_sockets(self) -> None:
+        """Close worker connections, then every other socket still open, each
+        group concurrently (a socket's close waits for its peer's reply)."""
+        engine = self.engine
+        peers = list(engine.workers.values()) if engine is not None else []
+        await _all(p.close() for p in peers if isinstance(p, WorkerConnection))
+        await _all(
+            ws.close(code=CloseCode.GOING_AWAY, message=b"engine shutting down")
+            for ws in list(self._sockets)
+            if not ws.closed
+        )
 
     async def stop(self) -> None:
         engine = self.engine
-        if engine is not None:
-            for peer in list(engine.workers.values()):
-                if isinstance(peer, WorkerConnection):
-                    await peer.close()
-        if self._streams is not None:
-            await self._streams.close_all()
+        await self._close_sockets()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.channels import Channel, ChannelRegistry, as_bytes
 from engine.core import CallContext, Engine, TriggerBinding
@@ -37,16 +38,45 @@ NULL_GRACE_S = 0.25  # a `null` result waits this long for a response writer
 ADMIN_PREFIX = "/_iiilog"  # iiilog's own read-only routes; never routed to workers
 
 
-@dataclass
-class HttpConfig:
+class CorsConfig(BaseModel):
+    """Empty lists, or ``*`` among the origins, allow any (spec/modules.md §3.9)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    allowed_origins: list[str] = []
+    allowed_methods: list[str] = []
+
+
+class MiddlewareConfig(BaseModel):
+    """A global middleware function; only the ``preHandler`` phase runs."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    function_id: str
+    phase: str = "preHandler"
+    priority: int = 0
+
+
+class HttpConfig(BaseModel):
+    """Module ``iii-http`` (alias ``http``). Validated once at start; the
+    request path only reads attributes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
     host: str = "0.0.0.0"
-    port: int = 3111
-    default_timeout: int = 30_000  # ms
-    concurrency_request_limit: int = 1024
-    cors: dict[str, Any] | None = None
-    middleware: list[dict[str, Any]] = field(default_factory=list)
-    body_fields_at_top_level: bool = True
-    plain_results: bool = True
+    port: int = Field(3111, ge=0, le=65535)
+    default_timeout: int = Field(30_000, ge=1)  # ms
+    concurrency_request_limit: int = Field(1024, ge=1)
+    cors: CorsConfig | None = None  # absent: fully permissive
+    # Kept sorted by priority (stable), so requests never sort.
+    middleware: list[MiddlewareConfig] = []
+    body_fields_at_top_level: bool = True  # iiilog extension (§3.10)
+    plain_results: bool = True  # iiilog extension (§3.10)
+
+    @field_validator("middleware")
+    @classmethod
+    def _by_priority(cls, value: list[MiddlewareConfig]) -> list[MiddlewareConfig]:
+        return sorted(value, key=lambda m: m.priority)
 
 
 def _control(text: Any, headers: dict[str, str], status: int) -> int:
@@ -90,7 +120,7 @@ class HttpModule:
         self.projections = projections
         self.config = config
         self.routes = RouteTable()
-        self._slots = asyncio.Semaphore(max(1, config.concurrency_request_limit))
+        self._slots = asyncio.Semaphore(config.concurrency_request_limit)
         engine.add_provider("http", self, "Expose a function as an HTTP endpoint")
 
     # -- trigger provider ----------------------------------------------------------
@@ -127,9 +157,9 @@ class HttpModule:
 
     def _cors_headers(self, request: web.Request) -> dict[str, str] | None:
         origin = request.headers.get("Origin")
-        cors = self.config.cors or {}
-        origins = cors.get("allowed_origins") or []
-        methods = cors.get("allowed_methods") or []
+        cors = self.config.cors
+        origins = cors.allowed_origins if cors is not None else ()
+        methods = cors.allowed_methods if cors is not None else ()
         if origins and "*" not in origins and origin not in origins:
             return None
         headers = {"access-control-allow-origin": origin or "*"}
@@ -227,10 +257,10 @@ class HttpModule:
             "headers": headers,
             "method": request.method,
         }
-        for mw in sorted(self.config.middleware, key=lambda m: m.get("priority", 0)):
-            if mw.get("phase", "preHandler") != "preHandler":
+        for mw in self.config.middleware:
+            if mw.phase != "preHandler":
                 continue
-            early = await self._middleware(str(mw.get("function_id")), meta)
+            early = await self._middleware(mw.function_id, meta)
             if early is not None:
                 return early
         body: Any = None

@@ -5,15 +5,18 @@ worker port whose connections are authenticated once at upgrade by an auth
 function; its ``AuthResult`` becomes the connection's session. The session
 decides which functions the connection may call (``check``: pure), and which
 it may see in ``engine::functions::list``. Registrations from such connections
-pass through hook functions first (in ``worker_ws``).
+pass through hook functions first (in ``worker_ws``). Every listener's
+settings, RBAC or not, are a ``WorkerManagerConfig``.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.core import FunctionEntry
 from engine.errors import EngineError
@@ -36,41 +39,63 @@ INFRASTRUCTURE = frozenset(
 _MATCH = re.compile(r'^\s*match\(\s*["\'](.*)["\']\s*\)\s*$')
 
 
-@dataclass
-class RbacConfig:
-    host: str = "0.0.0.0"
-    port: int = 49135
-    middleware_function_id: str | None = None
+class RbacConfig(BaseModel):
+    """The ``rbac`` block of an extra ``iii-worker-manager`` entry.
+
+    ``middleware_function_id`` sits beside the block in the file, not in it;
+    the listener (``WorkerManagerConfig``) copies it in, so a session's config
+    carries everything its checks need as plain fields (read per call).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
     auth_function_id: str | None = None
     on_function_registration_function_id: str | None = None
     on_trigger_registration_function_id: str | None = None
     on_trigger_type_registration_function_id: str | None = None
-    expose_functions: list[Any] = field(default_factory=list)
+    # `match("glob")` strings (a bare glob too) or `{metadata: {key: value}}`.
+    expose_functions: list[str | dict[str, Any]] = []
+    middleware_function_id: str | None = None  # from the listener
 
+    @field_validator("expose_functions")
     @classmethod
-    def parse(cls, conf: dict[str, Any]) -> RbacConfig:
-        rbac = conf.get("rbac") or {}
+    def _rules(cls, rules: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        for index, rule in enumerate(rules):
+            if isinstance(rule, dict) and (
+                set(rule) != {"metadata"} or not isinstance(rule["metadata"], dict)
+            ):
+                raise ValueError(
+                    f'rule {index}: a rule is match("glob") or {{metadata: {{...}}}}'
+                )
+        return rules
+
+
+class WorkerManagerConfig(BaseModel):
+    """Module ``iii-worker-manager``: one worker WebSocket listener. Without an
+    ``rbac`` block it is the main listener (default port 49134); with one, an
+    RBAC listener (default port 49135)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(49134, ge=0, le=65535)
+    middleware_function_id: str | None = None  # RBAC listeners only
+    rbac: RbacConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rbac_listener(cls, data: Any) -> Any:
+        rbac = data.get("rbac") if isinstance(data, dict) else None
         if not isinstance(rbac, dict):
-            raise ValueError("rbac must be a mapping")
-        expose = rbac.get("expose_functions") or []
-        if not isinstance(expose, list):
-            raise ValueError("rbac.expose_functions must be a list")
-        return cls(
-            host=str(conf.get("host", "0.0.0.0")),
-            port=int(conf.get("port", 49135)),
-            middleware_function_id=conf.get("middleware_function_id"),
-            auth_function_id=rbac.get("auth_function_id"),
-            on_function_registration_function_id=rbac.get(
-                "on_function_registration_function_id"
-            ),
-            on_trigger_registration_function_id=rbac.get(
-                "on_trigger_registration_function_id"
-            ),
-            on_trigger_type_registration_function_id=rbac.get(
-                "on_trigger_type_registration_function_id"
-            ),
-            expose_functions=expose,
-        )
+            return data
+        if "middleware_function_id" in rbac:  # it belongs beside the block
+            raise ValueError("rbac: unknown key 'middleware_function_id'")
+        middleware = data.get("middleware_function_id")
+        return {
+            "port": 49135,
+            **data,
+            "rbac": {**rbac, "middleware_function_id": middleware},
+        }
 
 
 def exposed(rules: list[Any], entry: FunctionEntry) -> bool:

@@ -15,10 +15,11 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.core import CallContext, Engine
 from engine.errors import EngineError
@@ -31,13 +32,19 @@ log = logging.getLogger("iiilog.streams")
 CLIENT_FRAME_LIMIT = 1024 * 1024
 
 
-@dataclass
-class StreamConfig:
+class StreamConfig(BaseModel):
+    """Module ``iii-stream`` (alias ``stream``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # iii settings this module does not implement: accepted, warned about.
+    iii_unimplemented: ClassVar[frozenset[str]] = frozenset({"adapter"})
+
     host: str = "0.0.0.0"
-    port: int = 3112
-    auth_function: str | None = None
-    send_retention_ms: int = 7 * 24 * 3600 * 1000
-    prune_interval_ms: int = 60_000
+    port: int = Field(3112, ge=0, le=65535)
+    auth_function: str | None = None  # function id called at each upgrade
+    # iiilog: how long stream::send records stay replayable, how often pruned.
+    send_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=1)
+    prune_interval_ms: int = Field(60_000, ge=1)
 
 
 class BadJoin(ValueError):
@@ -141,10 +148,6 @@ class StreamServer:
                 await asyncio.sleep(self.config.prune_interval_ms / 1000)
 
         self.engine.spawn(loop(), name="stream-retention")
-
-    async def close_all(self) -> None:
-        for client in list(self.clients):
-            await client.ws.close(code=1001, message=b"engine shutting down")
 
     # -- connection ------------------------------------------------------------------
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict
 
 from .core import Engine, TriggerBinding
 from .errors import EngineError, TriggerRegistrationFailed
@@ -91,6 +92,15 @@ def parse_expression(expression: Any) -> CronTrigger:
 
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
+
+
+class CronConfig(BaseModel):
+    """Module ``iii-cron`` (alias ``cron``): no settings of its own. One
+    process needs no job locks, so iii's adapter (lock store) does not apply."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # iii settings this module does not implement: accepted, warned about.
+    iii_unimplemented: ClassVar[frozenset[str]] = frozenset({"adapter"})
 
 
 class CronModule:

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from eventlog import Park, PruneTags, Record, SaveCursor, Unpark
 from eventlog.codec import dumps
 
@@ -42,17 +44,21 @@ Match = Callable[[Record], bool]
 Payload = Callable[[Record], Any]
 
 
-@dataclass
-class RetryPolicy:
-    max_attempts: int = 5
-    backoff_ms: int = 200
-    backoff_max_ms: int = 10_000
-    delivery_timeout_ms: int = 30_000
-    flush_interval_ms: int = 200
+class TriggersConfig(BaseModel):
+    """Module ``iiilog-triggers``: delivery, retry and dedupe of durable
+    trigger subscriptions."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    max_attempts: int = Field(5, ge=1)  # then the record is parked
+    backoff_ms: int = Field(200, ge=1)  # doubles per attempt ...
+    backoff_max_ms: int = Field(10_000, ge=1)  # ... up to this
+    delivery_timeout_ms: int = Field(30_000, ge=1)
+    flush_interval_ms: int = Field(200, ge=1)  # cursor saves
     # 1: one record at a time, in offset order per subscription (the default).
     # More: records of one key stay in order, different keys run concurrently.
-    max_in_flight: int = 1
-    dedupe_retention_ms: int = 7 * 24 * 3600 * 1000
+    max_in_flight: int = Field(1, ge=1)
+    dedupe_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=1)
 
 
 def subscription_key(function_id: str, trigger_type: str, config: Any) -> str:
@@ -128,9 +134,9 @@ class Subscription:
 
 
 class DurableTriggers:
-    def __init__(self, engine: Engine, policy: RetryPolicy | None = None) -> None:
+    def __init__(self, engine: Engine, config: TriggersConfig | None = None) -> None:
         self.engine = engine
-        self.policy = policy or RetryPolicy()
+        self.config = config or TriggersConfig()
         self.subs: dict[str, Subscription] = {}
         self._flusher: asyncio.Task[Any] | None = None
 
@@ -150,7 +156,7 @@ class DurableTriggers:
         binding.state = key
         sub = self.subs.get(key)
         if sub is None:
-            limit = delivery_limit(binding.config, self.policy.max_in_flight)
+            limit = delivery_limit(binding.config, self.config.max_in_flight)
             saved = await self.engine.store.cursor(key)
             cursor = (
                 saved
@@ -275,21 +281,21 @@ class DurableTriggers:
 
     async def _deliver(self, sub: Subscription, record: Record) -> bool:
         """Deliver with retries; False when the record ended up parked."""
-        policy = self.policy
+        config = self.config
         payload = sub.payload(record)
         trace_id = delivery_trace(sub.key, record.offset)
         error = ""
-        for attempt in range(1, policy.max_attempts + 1):
+        for attempt in range(1, config.max_attempts + 1):
             self.engine.deliveries[trace_id] = 0
             try:
-                async with asyncio.timeout(policy.delivery_timeout_ms / 1000):
+                async with asyncio.timeout(config.delivery_timeout_ms / 1000):
                     await self._fire(sub, payload, trace_id)
                 sub.delivered += 1
                 return True
             except EngineError as e:
                 error = f"{e.code}: {e.message}"
             except TimeoutError:
-                error = f"timeout: no answer within {policy.delivery_timeout_ms} ms"
+                error = f"timeout: no answer within {config.delivery_timeout_ms} ms"
             finally:
                 self.engine.deliveries.pop(trace_id, None)
             sub.failures += 1
@@ -300,23 +306,23 @@ class DurableTriggers:
                 sub.function_id,
                 record.offset,
                 attempt,
-                policy.max_attempts,
+                config.max_attempts,
                 error,
             )
-            if attempt < policy.max_attempts:
+            if attempt < config.max_attempts:
                 delay = min(
-                    policy.backoff_ms * 2 ** (attempt - 1), policy.backoff_max_ms
+                    config.backoff_ms * 2 ** (attempt - 1), config.backoff_max_ms
                 )
                 await asyncio.sleep(delay / 1000)
         await self.engine.writer.keep(
-            Park(sub.key, record.offset, policy.max_attempts, error, now_ms())
+            Park(sub.key, record.offset, config.max_attempts, error, now_ms())
         )
         log.error(
             "trigger %s -> %s: offset %d parked after %d attempts: %s",
             sub.trigger_type,
             sub.function_id,
             record.offset,
-            policy.max_attempts,
+            config.max_attempts,
             error,
         )
         return False
@@ -352,13 +358,13 @@ class DurableTriggers:
     async def _flush_loop(self) -> None:
         next_prune = 0.0
         while True:
-            await asyncio.sleep(self.policy.flush_interval_ms / 1000)
+            await asyncio.sleep(self.config.flush_interval_ms / 1000)
             try:
                 await self.flush()
                 if time.monotonic() >= next_prune:
                     await self.prune_dedupe()
                     next_prune = time.monotonic() + min(
-                        3600.0, self.policy.dedupe_retention_ms / 2000
+                        3600.0, self.config.dedupe_retention_ms / 2000
                     )
             except Exception:
                 log.exception("saving trigger cursors failed")
@@ -367,7 +373,7 @@ class DurableTriggers:
         """Forget write tags older than ``dedupe_retention_ms``: a redelivery can
         only come from a position its cursor has not passed yet."""
         await self.engine.writer.keep(
-            PruneTags(now_ms() - self.policy.dedupe_retention_ms)
+            PruneTags(now_ms() - self.config.dedupe_retention_ms)
         )
 
     async def redeliver(self, key: str, offset: int | None) -> dict[str, Any]:

@@ -18,11 +18,11 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict
 
 from eventlog.codec import dumps_bytes, loads
 
@@ -34,11 +34,23 @@ log = logging.getLogger("iiilog.http-functions")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
-@dataclass
-class HttpFunctionsConfig:
-    url_allowlist: list[str] = field(default_factory=lambda: ["*"])
+class HttpFunctionsSecurity(BaseModel):
+    """Which URLs the engine may call for a function: host globs, private
+    address targets, plain http."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    url_allowlist: list[str] = ["*"]  # matched against the URL's host only
     block_private_ips: bool = True
     require_https: bool = True
+
+
+class HttpFunctionsConfig(BaseModel):
+    """Module ``iii-http-functions`` (opt-in)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    security: HttpFunctionsSecurity = HttpFunctionsSecurity()
 
 
 class InvalidInvocation(ValueError):
@@ -67,12 +79,13 @@ def check_url(url: str, config: HttpFunctionsConfig) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInvocation(f"invalid url {url!r}")
-    if config.require_https and parts.scheme != "https":
+    security = config.security
+    if security.require_https and parts.scheme != "https":
         raise InvalidInvocation(f"url {url!r} must use https")
     host = parts.hostname
-    if not any(fnmatch.fnmatch(host, pattern) for pattern in config.url_allowlist):
+    if not any(fnmatch.fnmatch(host, pattern) for pattern in security.url_allowlist):
         raise InvalidInvocation(f"host {host!r} is not in url_allowlist")
-    if config.block_private_ips and _private(host):
+    if security.block_private_ips and _private(host):
         raise InvalidInvocation(f"host {host!r} is a private address")
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict, deque
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from eventlog.codec import loads
 
@@ -114,10 +116,55 @@ def decode_spans(body: bytes) -> list[tuple[str, str, str]]:
     return out
 
 
+class LogsConfig(BaseModel):
+    """Module ``iii-observability``: iiilog keeps the last ``logs_max`` log
+    entries (iii's name ``logs_max_count`` is accepted too) and always prints
+    them as engine log lines; iii's exporters, sampling, metrics, alerts and
+    trace storage are not implemented."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # iii settings this module does not implement: accepted, warned about.
+    iii_unimplemented: ClassVar[frozenset[str]] = frozenset(
+        {
+            "enabled",
+            "service_name",
+            "service_version",
+            "service_namespace",
+            "exporter",
+            "endpoint",
+            "sampling_ratio",
+            "sampling",
+            "memory_max_spans",
+            "trace_storage",
+            "live_spans",
+            "metrics_enabled",
+            "metrics_exporter",
+            "metrics_retention_seconds",
+            "metrics_max_count",
+            "logs_enabled",
+            "logs_exporter",
+            "logs_retention_seconds",
+            "logs_batch_size",
+            "logs_flush_interval_ms",
+            "logs_sampling_ratio",
+            "logs_console_output",
+            "alerts",
+            "level",
+            "format",
+            "collapse_spans",
+        }
+    )
+
+    logs_max: int = Field(
+        1000, ge=1, validation_alias=AliasChoices("logs_max", "logs_max_count")
+    )
+
+
 class LogSink:
-    def __init__(self, engine: Engine, *, keep: int = 1000) -> None:
+    def __init__(self, engine: Engine, config: LogsConfig | None = None) -> None:
         self.engine = engine
-        self.entries: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.config = config or LogsConfig()
+        self.entries: deque[dict[str, Any]] = deque(maxlen=self.config.logs_max)
         self.by_trace: OrderedDict[str, str] = OrderedDict()
         self.by_span: OrderedDict[str, str] = OrderedDict()
         engine.trace_listeners.append(self.invocation)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from .core import DEFAULT_NS, CallContext, Engine, TriggerBinding
 from .errors import EngineError, TriggerRegistrationFailed
@@ -61,6 +63,15 @@ class Subscriptions(_Fanout):
             log.warning(
                 "subscribe trigger %s has no topic: it will never fire", binding.id
             )
+
+
+class PubSubConfig(BaseModel):
+    """Module ``iii-pubsub`` (alias ``pubsub``): no settings of its own;
+    fan-out is in process, so iii's adapter does not apply."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # iii settings this module does not implement: accepted, warned about.
+    iii_unimplemented: ClassVar[frozenset[str]] = frozenset({"adapter"})
 
 
 class PubSubModule:

@@ -18,7 +18,9 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from eventlog import Kind, Mutation, Origin, Outcome, Record
 
@@ -37,15 +39,45 @@ QUEUE_KINDS: tuple[Kind, ...] = (
 )
 
 
-@dataclass
-class QueueConfig:
-    max_retries: int = 3
-    concurrency: int = 10
+class QueueConfig(BaseModel):
+    """One named queue (``queue_configs.<name>``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    max_retries: int = Field(3, ge=1)  # attempts before the dead-letter list
+    concurrency: int = Field(10, ge=1)  # standard queues: jobs in flight
     type: Literal["standard", "fifo"] = "standard"
-    message_group_field: str | None = None
-    backoff_ms: int = 1000
-    poll_interval_ms: int = 100
-    delivery_timeout_ms: int = 30_000
+    message_group_field: str | None = None  # required for fifo
+    backoff_ms: int = Field(1000, ge=1)  # doubles per failed attempt
+    poll_interval_ms: int = Field(100, ge=1)
+    delivery_timeout_ms: int = Field(30_000, ge=1)  # iiilog
+
+    @model_validator(mode="after")
+    def _fifo_group(self) -> QueueConfig:
+        if self.type == "fifo" and not self.message_group_field:
+            raise ValueError("a fifo queue needs message_group_field")
+        return self
+
+
+class QueueModuleConfig(BaseModel):
+    """Module ``iii-queue`` (alias ``queue``). A queue named ``default``
+    always exists; listing it here tunes it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # iii settings this module does not implement: accepted, warned about.
+    iii_unimplemented: ClassVar[frozenset[str]] = frozenset({"adapter"})
+
+    queue_configs: dict[str, QueueConfig] = {}
+
+    @field_validator("queue_configs", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        # YAML reads `2024:` as an int and `jobs:` (nothing after) as null.
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return {str(k): {} if v is None else v for k, v in value.items()}
+        return value
 
 
 @dataclass
@@ -112,8 +144,9 @@ class QueueState:
 
 
 class QueueModule:
-    def __init__(self, engine: Engine, configs: dict[str, QueueConfig]) -> None:
+    def __init__(self, engine: Engine, config: QueueModuleConfig | None = None) -> None:
         self.engine = engine
+        configs = config.queue_configs if config is not None else {}
         self.configs = {"default": QueueConfig(), **configs}
         self.state = QueueState()
         self.inflight: dict[str, set[str]] = {q: set() for q in self.configs}

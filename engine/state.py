@@ -8,7 +8,9 @@ Triggers are log consumers that start at the head when they are registered.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from eventlog import Compute, Mutation, Outcome, Record, StoreError
 from eventlog.codec import dumps_bytes
@@ -100,19 +102,30 @@ def state_event(record: Record) -> dict[str, Any]:
     }
 
 
+class StateConfig(BaseModel):
+    """Module ``iii-state`` (alias ``state``). The state view lives in the
+    event log, so iii's storage adapter settings do not apply."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # iii settings this module does not implement: accepted, warned about.
+    iii_unimplemented: ClassVar[frozenset[str]] = frozenset(
+        {"adapter", "save_interval_ms"}
+    )
+
+    max_value_bytes: int | None = Field(None, ge=1)  # unset: no limit
+    triggers_enabled: bool = True  # false: `state` triggers never fire
+
+
 class StateModule:
     def __init__(
         self,
         engine: Engine,
         durable: DurableTriggers,
-        *,
-        max_value_bytes: int | None = None,
-        triggers_enabled: bool = True,
+        config: StateConfig | None = None,
     ) -> None:
         self.engine = engine
         self.durable = durable
-        self.max_value_bytes = max_value_bytes
-        self.triggers_enabled = triggers_enabled
+        self.config = config or StateConfig()
         for name in ("set", "get", "delete", "update", "list", "list_groups"):
             engine.add_builtin(f"state::{name}", getattr(self, name))
         engine.add_provider("state", self, "React to state changes")
@@ -130,13 +143,14 @@ class StateModule:
         data = _obj(fid, data)
         scope, key = _str(fid, data, "scope"), _str(fid, data, "key")
         value = data["value"] if "value" in data else data.get("data")
-        if self.max_value_bytes is not None:
+        limit = self.config.max_value_bytes
+        if limit is not None:
             size = len(dumps_bytes(value))
-            if size > self.max_value_bytes:
+            if size > limit:
                 raise EngineError(
                     "VALUE_TOO_LARGE",
                     f"value of {size} bytes exceeds the configured max_value_bytes"
-                    f" limit of {self.max_value_bytes}",
+                    f" limit of {limit}",
                 )
         record = await self._write(
             Mutation(
@@ -228,10 +242,11 @@ class StateModule:
                 )
         scope, key = config.get("scope"), config.get("key")
         condition = config.get("condition_function_id")
+        enabled = self.config.triggers_enabled
 
         def match(record: Record) -> bool:
             return (
-                self.triggers_enabled
+                enabled
                 and record.space == "state"
                 and (scope is None or record.scope == scope)
                 and (key is None or record.key == key)

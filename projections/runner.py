@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import BaseModel, ConfigDict, Field
 
 from eventlog import LogStore, LogTail, LogWriter, Record, SaveSnapshot
 
@@ -29,10 +30,15 @@ log = logging.getLogger("iiilog.projections")
 BULK_FROM = 10_000  # records behind: fold them on a thread, not from the tail
 
 
-@dataclass
-class SnapshotConfig:
-    enabled: bool = True
-    interval_s: float = 5.0
+class SnapshotConfig(BaseModel):
+    """Module ``iiilog-projections`` (file keys ``snapshots``,
+    ``snapshot_interval_s``): whether and how often projection states are
+    saved, so a restart folds only what came after."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    enabled: bool = Field(True, alias="snapshots")
+    interval_s: float = Field(5.0, gt=0, alias="snapshot_interval_s")
 
 
 @dataclass(eq=False)

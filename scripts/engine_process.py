@@ -1,6 +1,6 @@
 """A real engine process for tests, benchmarks and the SDK suite runner.
 
-``EngineProcess`` runs ``python -m engine serve`` on ephemeral ports with a
+``EngineProcess`` runs ``python -m api serve`` on ephemeral ports with a
 temp data dir and learns its URLs from ``engine.json``; it can be stopped
 cleanly (SIGTERM) or killed (SIGKILL) and started again on the same data dir.
 ``wait_until`` polls with a deadline (never a bare sleep).
@@ -72,7 +72,7 @@ class EngineProcess:
         cmd = [
             sys.executable,
             "-m",
-            "engine",
+            "api",
             "serve",
             "--data-dir",
             str(self.data_dir),

@@ -1,158 +1,18 @@
-"""Rebuild views and projections by folding the log, and compare them with the
-live ones.
+"""Rebuild and verify views and projections from the log: the same command as
+``iiilog replay`` (``api/replay_cli.py``), runnable as a file.
 
-    python scripts/replay.py --data-dir DIR               # rebuild all, report
-    python scripts/replay.py --data-dir DIR --verify      # exit 1 on drift
-    python scripts/replay.py --data-dir DIR --apply       # fix drift (engine stopped)
-    python scripts/replay.py --data-dir DIR --to 1200 --only todo-metrics --json
-
-A thin command line over ``projections.rebuild``: it opens the log, prints the
-progress and the differences, and sets the exit status: 0 ok, 1 drift (with
-``--verify``), 2 the log cannot be read or written.
+    python scripts/replay.py --data-dir DIR [--verify | --apply | --to N ...]
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
-import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eventlog import EventLogError, SqliteStore
-from eventlog.codec import dumps
-from projections.rebuild import (
-    RebuildError,
-    Report,
-    apply_corrections,
-    rebuild,
-    targets_for,
-)
-
-
-def show_progress(cursor: int, end: int, count: int, started: float) -> None:
-    rate = count / max(time.perf_counter() - started, 1e-9)
-    bar = "#" * int(30 * cursor / max(end, 1))
-    print(
-        f"\r[{bar:<30}] {cursor}/{end}  {rate:,.0f} records/s",
-        end="",
-        file=sys.stderr,
-        flush=True,
-    )
-
-
-async def run(args: argparse.Namespace) -> int:
-    try:
-        store = await SqliteStore.open(Path(args.data_dir), read_only=not args.apply)
-    except EventLogError as e:
-        hint = " (is the engine running? stop it to --apply)" if args.apply else ""
-        print(f"error: {e}{hint}", file=sys.stderr)
-        return 2
-    try:
-        try:
-            targets = await targets_for(
-                store,
-                only=args.only or (),
-                to=args.to,
-                from_snapshot=args.from_snapshot,
-            )
-        except RebuildError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        started = time.perf_counter()
-        report = await rebuild(
-            store,
-            targets,
-            None if args.quiet else (lambda c, e, n: show_progress(c, e, n, started)),
-            compare=args.to is None,
-        )
-        if not args.quiet:
-            print(file=sys.stderr)
-        if args.json:
-            print(dumps(_as_json(report)))
-            return 0
-        _print(report, args.to)
-        if args.apply and report.drift:
-            fixed = await apply_corrections(store, report)
-            print(f"applied {fixed} corrections (as new log records for views)")
-            return 0
-        return 1 if report.drift and args.verify else 0
-    except EventLogError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        await store.close()
-
-
-def _as_json(report: Report) -> dict[str, object]:
-    return {
-        "records": report.records,
-        "seconds": report.seconds,
-        "targets": {
-            t.name: {"position": t.until, "state": t.rebuilt()} for t in report.targets
-        },
-    }
-
-
-def _print(report: Report, to: int | None) -> None:
-    rate = report.records / max(report.seconds, 1e-9)
-    print(
-        f"folded {report.records} records in {report.seconds:.2f}s"
-        f" ({rate:,.0f} records/s)"
-    )
-    for t in report.targets:
-        if to is not None:
-            print(f"{t.name}: rebuilt as of offset {to}")
-            continue
-        if t.live is None:
-            verdict = "rebuilt (no live snapshot to compare yet)"
-        else:
-            verdict = "OK" if not t.problems else f"{len(t.problems)} differences"
-        print(f"{t.name} (at offset {t.until}): {verdict}")
-        for line in t.problems[:50]:
-            print("  " + line)
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="replay",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
-    p.add_argument("--data-dir", default="./data")
-    p.add_argument(
-        "--only",
-        action="append",
-        metavar="NAME",
-        help="views, or a projection name (repeatable)",
-    )
-    p.add_argument(
-        "--verify",
-        action="store_true",
-        help="exit 1 when a rebuilt target differs from the live one",
-    )
-    p.add_argument(
-        "--apply",
-        action="store_true",
-        help="correct drift with new records (engine must be stopped)",
-    )
-    p.add_argument("--to", type=int, metavar="OFFSET", help="rebuild as of this offset")
-    p.add_argument(
-        "--from-snapshot",
-        action="store_true",
-        help="start projections from their stored snapshot",
-    )
-    p.add_argument("--json", action="store_true", help="print rebuilt states")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(run(parser().parse_args(argv)))
-
+from api.replay_cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="scripts/replay.py"))

@@ -1,42 +1,89 @@
 """``make run``: the engine plus the reactive todo example, in one terminal.
 
-Starts ``iiilog serve`` (embedded SQLite in ./data unless IIILOG_DATA_DIR says
-otherwise), waits until it is listening, starts ``examples/todo/worker.py``
-against it, prints the URLs, and stops both on Ctrl-C.
+Starts ``iiilog serve`` on the data dir, waits until *that* engine has written
+its ``engine.json`` (never an older file, nor another engine's), starts
+``examples/todo/worker.py`` against it, prints the URLs, and stops both on
+Ctrl-C or SIGTERM: the worker first, then the engine, each killed if it has
+not exited within its grace period. An engine already running on the data dir
+is left alone: the new one refuses the dir (its lock) and this script exits.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 30.0
+WORKER_GRACE_S = 2.0  # the SDK closes its sockets, then the process exits
+ENGINE_GRACE_S = 10.0  # the log writer drains before the database closes
+
+ENVIRONMENT = """\
+environment:
+  IIILOG_DATA_DIR     where the log lives (default: ./data in the checkout)
+  IIILOG_WORKER_PORT  worker WebSocket port (default 49134; 0: any free port)
+  IIILOG_HTTP_PORT    HTTP port of the todo routes (default 3111)
+  IIILOG_STREAM_PORT  stream WebSocket port (default 3112)
+"""
 
 
-def main() -> int:
+def _engine_info(ready: Path, pid: int) -> dict[str, Any] | None:
+    """engine.json if the engine ``pid`` wrote it, else None."""
+    try:
+        info: dict[str, Any] = json.loads(ready.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if info.get("pid") == pid else None
+
+
+def _stop(proc: subprocess.Popen[bytes], name: str, grace: float) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        print(f"run_dev: the {name} did not stop in {grace}s; killed", file=sys.stderr)
+        proc.kill()
+        proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="run_dev.py",
+        description="Run the engine and the Python todo worker until Ctrl-C"
+        " (what `make run` does).",
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.parse_args(argv)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
     data_dir = Path(os.environ.get("IIILOG_DATA_DIR", ROOT / "data"))
-    ready = data_dir / "engine.json"
-    ready.unlink(missing_ok=True)
     engine = subprocess.Popen(
-        [sys.executable, "-m", "engine", "serve", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "api", "serve", "--data-dir", str(data_dir)],
         cwd=ROOT,
     )
-    deadline = time.monotonic() + 30
-    info: dict[str, str] = {}
-    while time.monotonic() < deadline and engine.poll() is None:
-        try:
-            info = json.loads(ready.read_text())
+    deadline = time.monotonic() + START_TIMEOUT_S
+    info = None
+    while info is None and engine.poll() is None and not stopping.is_set():
+        if time.monotonic() > deadline:
             break
-        except (OSError, ValueError):
-            time.sleep(0.1)
-    if not info:
-        print("the engine did not start; see the log above", file=sys.stderr)
-        engine.terminate()
+        info = _engine_info(data_dir / "engine.json", engine.pid)
+        stopping.wait(0.1)
+    if info is None:
+        _stop(engine, "engine", ENGINE_GRACE_S)
+        if stopping.is_set():
+            return 0
+        print("run_dev: the engine did not start (see above)", file=sys.stderr)
         return 1
     worker = subprocess.Popen(
         [sys.executable, "examples/todo/worker.py"],
@@ -51,20 +98,12 @@ def main() -> int:
         "  Ctrl-C stops both.\n",
         flush=True,
     )
-    try:
-        while engine.poll() is None and worker.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    for proc in (worker, engine):
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in (worker, engine):
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return 0
+    while not stopping.wait(0.2):
+        if engine.poll() is not None or worker.poll() is not None:
+            break
+    _stop(worker, "worker", WORKER_GRACE_S)
+    _stop(engine, "engine", ENGINE_GRACE_S)
+    return 0 if stopping.is_set() else 1
 
 
 if __name__ == "__main__":

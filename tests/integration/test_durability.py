@@ -156,7 +156,7 @@ def test_live_views_equal_replay_and_drift_is_detected(
         [
             sys.executable,
             "-m",
-            "engine",
+            "api",
             "replay",
             "--data-dir",
             str(fresh_engine.data_dir),
@@ -178,7 +178,7 @@ def test_second_engine_on_same_data_dir_is_refused(
         [
             sys.executable,
             "-m",
-            "engine",
+            "api",
             "serve",
             "--data-dir",
             str(fresh_engine.data_dir),

@@ -242,7 +242,7 @@ def test_failing_handler_is_retried_then_parked(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "engine",
+                "api",
                 "status",
                 "--data-dir",
                 str(proc.data_dir),

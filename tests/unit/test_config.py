@@ -1,10 +1,49 @@
-"""Config parsing: iii's format, env substitution, unknown modules."""
+"""Config parsing: iii's format, env substitution, one pydantic model per module.
+
+Tables: every model's defaults; each refusal names the module and the key path;
+each setting iii documents that iiilog does not implement is accepted with a
+warning; unknown modules are skipped.
+"""
 
 from __future__ import annotations
 
-import pytest
+import logging
+from pathlib import Path
+from typing import Any
 
-from engine.config import DEFAULT_CONFIG, ConfigError, parse, substitute
+import pytest
+from pydantic import BaseModel
+
+from api.config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    EngineConfig,
+    load,
+    parse,
+    substitute,
+)
+from api.http_server import HttpConfig
+from api.rbac import RbacConfig, WorkerManagerConfig
+from api.stream_ws import StreamConfig
+from engine.cron import CronConfig
+from engine.durable import TriggersConfig
+from engine.http_functions import HttpFunctionsConfig
+from engine.logs import LogsConfig
+from engine.pubsub import PubSubConfig
+from engine.queues import QueueConfig, QueueModuleConfig
+from engine.state import StateConfig
+from eventlog.config import EventLogConfig
+from projections.runner import SnapshotConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def one(name: str, config: str) -> str:
+    """A config file listing one module with a flow-style config block."""
+    return f"workers:\n  - name: {name}\n    config: {config}\n"
+
+
+# -- substitution ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -26,40 +65,583 @@ def test_unset_without_default_is_fatal() -> None:
         substitute("${NOPE}", {})
 
 
+# -- defaults ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "defaults"),
+    [
+        (
+            WorkerManagerConfig,
+            {
+                "host": "0.0.0.0",
+                "port": 49134,
+                "middleware_function_id": None,
+                "rbac": None,
+            },
+        ),
+        (
+            RbacConfig,
+            {
+                "auth_function_id": None,
+                "on_function_registration_function_id": None,
+                "on_trigger_registration_function_id": None,
+                "on_trigger_type_registration_function_id": None,
+                "expose_functions": [],
+                "middleware_function_id": None,
+            },
+        ),
+        (
+            HttpConfig,
+            {
+                "host": "0.0.0.0",
+                "port": 3111,
+                "default_timeout": 30_000,
+                "concurrency_request_limit": 1024,
+                "cors": None,
+                "middleware": [],
+                "body_fields_at_top_level": True,
+                "plain_results": True,
+            },
+        ),
+        (
+            StreamConfig,
+            {
+                "host": "0.0.0.0",
+                "port": 3112,
+                "auth_function": None,
+                "send_retention_ms": 7 * 24 * 3600 * 1000,
+                "prune_interval_ms": 60_000,
+            },
+        ),
+        (StateConfig, {"max_value_bytes": None, "triggers_enabled": True}),
+        (CronConfig, {}),
+        (PubSubConfig, {}),
+        (QueueModuleConfig, {"queue_configs": {}}),
+        (
+            QueueConfig,
+            {
+                "max_retries": 3,
+                "concurrency": 10,
+                "type": "standard",
+                "message_group_field": None,
+                "backoff_ms": 1000,
+                "poll_interval_ms": 100,
+                "delivery_timeout_ms": 30_000,
+            },
+        ),
+        (
+            HttpFunctionsConfig,
+            {
+                "security": {
+                    "url_allowlist": ["*"],
+                    "block_private_ips": True,
+                    "require_https": True,
+                }
+            },
+        ),
+        (LogsConfig, {"logs_max": 1000}),
+        (
+            TriggersConfig,
+            {
+                "max_attempts": 5,
+                "backoff_ms": 200,
+                "backoff_max_ms": 10_000,
+                "delivery_timeout_ms": 30_000,
+                "flush_interval_ms": 200,
+                "max_in_flight": 1,
+                "dedupe_retention_ms": 7 * 24 * 3600 * 1000,
+            },
+        ),
+        (SnapshotConfig, {"enabled": True, "interval_s": 5.0}),
+        (
+            EventLogConfig,
+            {"data_dir": Path("./data"), "synchronous": "full", "max_batch": 512},
+        ),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else "",
+)
+def test_model_defaults(model: type[BaseModel], defaults: dict[str, Any]) -> None:
+    assert model().model_dump() == defaults
+    assert model.model_validate({}).model_dump() == defaults  # an empty block
+
+
+def test_listed_module_without_config_gets_its_defaults() -> None:
+    cfg = parse(
+        "workers:\n"
+        + "".join(
+            f"  - name: {name}\n"
+            for name in (
+                "iii-worker-manager",
+                "iii-http",
+                "iii-stream",
+                "iii-state",
+                "iii-cron",
+                "iii-pubsub",
+                "iii-queue",
+                "iii-http-functions",
+                "iii-observability",
+                "iiilog-triggers",
+                "iiilog-projections",
+                "iiilog-eventlog",
+            )
+        ),
+        {},
+    )
+    assert cfg == EngineConfig(
+        http=HttpConfig(),
+        stream=StreamConfig(),
+        cron=CronConfig(),
+        pubsub=PubSubConfig(),
+        queues=QueueModuleConfig(),
+        http_functions=HttpFunctionsConfig(),
+    )
+
+
+def test_unlisted_modules_are_off() -> None:
+    cfg = parse("workers:\n  - name: iii-worker-manager\n", {})
+    assert cfg.http is None and cfg.stream is None and cfg.cron is None
+    assert cfg.pubsub is None and cfg.queues is None and cfg.http_functions is None
+    assert cfg.state == StateConfig() and cfg.eventlog == EventLogConfig()
+
+
 def test_default_config_reads_env() -> None:
     cfg = parse(
         DEFAULT_CONFIG,
         {"IIILOG_WORKER_PORT": "1", "IIILOG_HTTP_PORT": "2", "IIILOG_DATA_DIR": "/x"},
     )
-    assert cfg.worker_port == 1 and cfg.http is not None and cfg.http.port == 2
-    assert str(cfg.data_dir) == "/x" and cfg.synchronous == "full"
+    assert cfg.worker.port == 1 and cfg.http is not None and cfg.http.port == 2
+    assert cfg.eventlog == EventLogConfig(data_dir=Path("/x"), synchronous="full")
     cfg = parse(DEFAULT_CONFIG, {})
-    assert cfg.worker_port == 49134 and cfg.http is not None
-    assert cfg.http.port == 3111
+    assert cfg.worker.port == 49134 and cfg.http is not None
+    assert cfg.http.port == 3111 and cfg.stream is not None
+    assert cfg.cron is not None and cfg.pubsub is not None and cfg.queues is not None
 
 
-def test_unknown_modules_are_skipped() -> None:
+# -- values land where the modules read them ---------------------------------------
+
+
+def test_module_values() -> None:
+    cfg = parse(
+        "workers:\n"
+        "  - name: iii-http\n"
+        "    config:\n"
+        "      port: 0\n"
+        "      cors: {allowed_origins: ['https://a.example']}\n"
+        "      middleware:\n"
+        "        - {function_id: mw::late, priority: 20}\n"
+        "        - {function_id: mw::early, priority: -1, phase: preHandler}\n"
+        "        - {function_id: mw::mid}\n"
+        "  - name: iii-queue\n"
+        "    config:\n"
+        "      queue_configs:\n"
+        "        jobs:\n"
+        "        2024: {type: fifo, message_group_field: customer}\n"
+        "  - name: iii-observability\n"
+        "    config: {logs_max_count: 7}\n"
+        "  - name: iiilog-projections\n"
+        "    config: {snapshots: false, snapshot_interval_s: 1}\n"
+        "  - name: iiilog-eventlog\n"
+        "    config: {synchronous: NORMAL, data_dir: ./elsewhere}\n",
+        {},
+    )
+    assert cfg.http is not None and cfg.http.cors is not None
+    assert cfg.http.cors.allowed_origins == ["https://a.example"]
+    assert cfg.http.cors.allowed_methods == []
+    assert [m.function_id for m in cfg.http.middleware] == [
+        "mw::early",
+        "mw::mid",
+        "mw::late",
+    ]
+    assert cfg.queues is not None
+    assert cfg.queues.queue_configs == {
+        "jobs": QueueConfig(),
+        "2024": QueueConfig(type="fifo", message_group_field="customer"),
+    }
+    assert cfg.logs.logs_max == 7
+    assert cfg.snapshots == SnapshotConfig(snapshots=False, snapshot_interval_s=1.0)
+    assert cfg.eventlog.synchronous == "normal"
+    assert cfg.eventlog.data_dir == Path("elsewhere")
+
+
+def test_listeners() -> None:
+    cfg = parse(
+        "workers:\n"
+        "  - name: iii-worker-manager\n"
+        "    config: {host: 127.0.0.1, port: 0}\n"
+        "  - name: iii-worker-manager\n"
+        "    config:\n"
+        "      middleware_function_id: rbac::mw\n"
+        "      rbac:\n"
+        "        auth_function_id: rbac::auth\n"
+        "        expose_functions: ['match(\"pub::*\")', {metadata: {public: true}}]\n"
+        "  - name: iii-worker-manager\n"
+        "    config: {port: 5, rbac: {}}\n",
+        {},
+    )
+    assert cfg.worker == WorkerManagerConfig(host="127.0.0.1", port=0)
+    first, second = cfg.rbac_listeners
+    assert first.port == 49135 and second.port == 5  # an RBAC listener's default
+    assert first.rbac is not None and second.rbac is not None
+    assert first.rbac.auth_function_id == "rbac::auth"
+    assert first.rbac.expose_functions == [
+        'match("pub::*")',
+        {"metadata": {"public": True}},
+    ]
+    # The session reads the listener's middleware from its rbac config.
+    assert first.rbac.middleware_function_id == "rbac::mw"
+    assert second.rbac.middleware_function_id is None
+
+
+@pytest.mark.parametrize("path", ["config.yaml", "tests/sdk_suite/config.yaml"])
+def test_shipped_configs_load(path: str, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = load(ROOT / path, {})
+    assert cfg.skipped == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_sdk_suite_config() -> None:
+    cfg = load(ROOT / "tests/sdk_suite/config.yaml", {})
+    assert cfg.worker == WorkerManagerConfig(host="127.0.0.1", port=49199)
+    (rbac,) = cfg.rbac_listeners
+    assert (rbac.host, rbac.port) == ("127.0.0.1", 49135)
+    assert rbac.rbac is not None
+    assert rbac.rbac.middleware_function_id == "test::rbac-worker::middleware"
+    assert len(rbac.rbac.expose_functions) == 3
+    assert cfg.http_functions is not None
+    assert cfg.http_functions.security.url_allowlist == ["localhost", "127.0.0.1"]
+    assert cfg.queues == QueueModuleConfig()
+
+
+# -- refusals ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        # file shape
+        ("nonsense: 1", "unknown top-level key 'nonsense'"),
+        ("- a", "the config must be a mapping with a `workers` list"),
+        ("workers: {name: iii-http}", "`workers` must be a list"),
+        ("workers: [{config: {}}]", "workers[0]: each entry needs a `name`"),
+        ("workers:\n  - name: iii-http\n    conf: {}", "iii-http: unknown key 'conf'"),
+        (
+            "workers:\n  - name: iii-http\n    config: [1]",
+            "iii-http: `config` must be a mapping",
+        ),
+        ("workers:\n  - name: [x", "invalid YAML"),
+        (
+            "workers:\n  - name: iii-http\nmodules:\n  - name: http\n",
+            "iii-http: listed twice (as 'iii-http' and 'http')",
+        ),
+        (
+            "workers:\n  - name: queue\n  - name: iii-queue\n",
+            "iii-queue: listed twice (as 'queue' and 'iii-queue')",
+        ),
+        (
+            "workers:\n  - name: iii-state\n  - name: iii-state\n",
+            "iii-state: listed twice",
+        ),
+        (
+            "workers:\n  - name: iii-worker-manager\n  - name: iii-worker-manager\n",
+            "iii-worker-manager: a second listener needs an rbac block",
+        ),
+        # iii-worker-manager
+        (
+            one("iii-worker-manager", "{port: '49134'}"),
+            "iii-worker-manager: port: Input should be a valid integer",
+        ),
+        (
+            one("iii-worker-manager", "{hots: x}"),
+            "iii-worker-manager: unknown key 'hots'",
+        ),
+        (
+            one("iii-worker-manager", "{rbac: {auth_function: a}}"),
+            "iii-worker-manager: rbac: unknown key 'auth_function'",
+        ),
+        (
+            one("iii-worker-manager", "{rbac: {middleware_function_id: mw}}"),
+            "iii-worker-manager: rbac: unknown key 'middleware_function_id'",
+        ),
+        (
+            one("iii-worker-manager", "{rbac: [a]}"),
+            "iii-worker-manager: rbac: Input should be a valid dictionary",
+        ),
+        (
+            one("iii-worker-manager", "{rbac: {expose_functions: 'match(\"*\")'}}"),
+            "iii-worker-manager: rbac.expose_functions: Input should be a valid list",
+        ),
+        (
+            one("iii-worker-manager", "{rbac: {expose_functions: [{match: x}]}}"),
+            "iii-worker-manager: rbac.expose_functions: rule 0: a rule is",
+        ),
+        # iii-http
+        (one("iii-http", "{prot: 1}"), "iii-http: unknown key 'prot'"),
+        (
+            one("iii-http", "{cors: {allowed_origins: '*'}}"),
+            "iii-http: cors.allowed_origins: Input should be a valid list",
+        ),
+        (
+            one("iii-http", "{cors: {allow_credentials: true}}"),
+            "iii-http: cors: unknown key 'allow_credentials'",
+        ),
+        (
+            one("iii-http", "{middleware: [{priority: 1}]}"),
+            "iii-http: middleware.0.function_id: Field required",
+        ),
+        (one("http", "{port: abc}"), "http: port: Input should be a valid integer"),
+        (
+            one("iii-http", "{port: 70000}"),
+            "iii-http: port: Input should be less than or equal to 65535",
+        ),
+        (
+            one("iii-http", "{default_timeout: 0}"),
+            "iii-http: default_timeout: Input should be greater than or equal to 1",
+        ),
+        (
+            one("iii-http", "{concurrency_request_limit: 0}"),
+            "iii-http: concurrency_request_limit: Input should be greater than",
+        ),
+        (
+            one("iii-http", "{body_fields_at_top_level: 'no'}"),
+            "iii-http: body_fields_at_top_level: Input should be a valid boolean",
+        ),
+        # iii-stream
+        (
+            one("iii-stream", "{auth_function: 5}"),
+            "iii-stream: auth_function: Input should be a valid string",
+        ),
+        (one("stream", "{channel_size: 5}"), "stream: unknown key 'channel_size'"),
+        (
+            one("iii-stream", "{send_retention_ms: 0}"),
+            "iii-stream: send_retention_ms: Input should be greater than or equal to 1",
+        ),
+        # iii-state
+        (
+            one("iii-state", "{max_value_bytes: 0}"),
+            "iii-state: max_value_bytes: Input should be greater than or equal to 1",
+        ),
+        (
+            one("state", "{triggers_enabled: 'yes'}"),
+            "state: triggers_enabled: Input should be a valid boolean",
+        ),
+        (one("iii-state", "{store: kv}"), "iii-state: unknown key 'store'"),
+        # iii-cron, iii-pubsub
+        (one("iii-cron", "{lock_ttl_ms: 1}"), "iii-cron: unknown key 'lock_ttl_ms'"),
+        (one("pubsub", "{topics: []}"), "pubsub: unknown key 'topics'"),
+        # iii-queue
+        (
+            one("iii-queue", "{queue_configs: {o: {type: fifo}}}"),
+            "iii-queue: queue_configs.o: a fifo queue needs message_group_field",
+        ),
+        (
+            one("iii-queue", "{queue_configs: {o: {type: lifo}}}"),
+            "iii-queue: queue_configs.o.type: Input should be 'standard' or 'fifo'",
+        ),
+        (
+            one("queue", "{queue_configs: {o: {max_retries: 0}}}"),
+            "queue: queue_configs.o.max_retries: Input should be greater than",
+        ),
+        (
+            one("iii-queue", "{queue_configs: {o: {retries: 2}}}"),
+            "iii-queue: queue_configs.o: unknown key 'retries'",
+        ),
+        (
+            one("iii-queue", "{queue_configs: [a]}"),
+            "iii-queue: queue_configs: Input should be a valid dictionary",
+        ),
+        # iii-http-functions
+        (
+            one("iii-http-functions", "{security: {url_allowlist: localhost}}"),
+            "iii-http-functions: security.url_allowlist: Input should be a valid list",
+        ),
+        (
+            one("iii-http-functions", "{url_allowlist: ['*']}"),
+            "iii-http-functions: unknown key 'url_allowlist'",
+        ),
+        (
+            one("iii-http-functions", "{security: {allow_http: true}}"),
+            "iii-http-functions: security: unknown key 'allow_http'",
+        ),
+        # iii-observability
+        (
+            one("iii-observability", "{logs_max: 0}"),
+            "iii-observability: logs_max: Input should be greater than or equal to 1",
+        ),
+        (
+            one("iii-observability", "{log_max: 5}"),
+            "iii-observability: unknown key 'log_max'",
+        ),
+        # iiilog-triggers
+        (
+            one("iiilog-triggers", "{max_attempts: 0}"),
+            "iiilog-triggers: max_attempts: Input should be greater than or equal to 1",
+        ),
+        (
+            one("iiilog-triggers", "{max_inflight: 2}"),
+            "iiilog-triggers: unknown key 'max_inflight'",
+        ),
+        (
+            one("iiilog-triggers", "{backoff_ms: true}"),
+            "iiilog-triggers: backoff_ms: Input should be a valid integer",
+        ),
+        # iiilog-projections
+        (
+            one("iiilog-projections", "{snapshot_interval_s: 0}"),
+            "iiilog-projections: snapshot_interval_s: Input should be greater than 0",
+        ),
+        (
+            one("iiilog-projections", "{snapshot_interval_s: true}"),
+            "iiilog-projections: snapshot_interval_s: Input should be a valid number",
+        ),
+        (
+            one("iiilog-projections", "{interval_s: 2}"),
+            "iiilog-projections: unknown key 'interval_s'",
+        ),
+        # iiilog-eventlog
+        (
+            one("iiilog-eventlog", "{synchronous: sometimes}"),
+            "iiilog-eventlog: synchronous: Input should be 'off', 'normal', 'full'",
+        ),
+        (
+            one("iiilog-eventlog", "{max_batch: 0}"),
+            "iiilog-eventlog: max_batch: Input should be greater than or equal to 1",
+        ),
+        (
+            one("iiilog-eventlog", "{data_dir: 5}"),
+            "iiilog-eventlog: data_dir: Input is not a valid path",
+        ),
+        (one("iiilog-eventlog", "{dir: ./d}"), "iiilog-eventlog: unknown key 'dir'"),
+    ],
+)
+def test_refused(text: str, error: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(text, {})
+    assert str(caught.value).startswith(error), str(caught.value)
+
+
+def test_many_problems_report_the_first_and_a_count() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse(one("iii-http", "{port: x, host: 1, prot: 2}"), {})
+    assert str(caught.value) == (
+        "iii-http: host: Input should be a valid string (and 2 more)"
+    )
+
+
+# -- iii settings accepted and ignored, with a warning -----------------------------
+
+OBSERVABILITY = [
+    ("enabled", "true"),
+    ("service_name", "svc"),
+    ("service_version", "'1.0'"),
+    ("service_namespace", "ns"),
+    ("exporter", "memory"),
+    ("endpoint", "'http://collector:4317'"),
+    ("sampling_ratio", "0.5"),
+    ("sampling", "{default: 0.5}"),
+    ("memory_max_spans", "100"),
+    ("trace_storage", "{enabled: false}"),
+    ("live_spans", "true"),
+    ("metrics_enabled", "true"),
+    ("metrics_exporter", "memory"),
+    ("metrics_retention_seconds", "60"),
+    ("metrics_max_count", "10"),
+    ("logs_enabled", "true"),
+    ("logs_exporter", "memory"),
+    ("logs_retention_seconds", "60"),
+    ("logs_batch_size", "10"),
+    ("logs_flush_interval_ms", "500"),
+    ("logs_sampling_ratio", "1.0"),
+    ("logs_console_output", "false"),
+    ("alerts", "[]"),
+    ("level", "info"),
+    ("format", "json"),
+    ("collapse_spans", "[]"),
+]
+ADAPTER = "{adapter: {name: kv, config: {store_method: file_based}}}"
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "key"),
+    [
+        ("iii-state", ADAPTER, "adapter"),
+        ("state", ADAPTER, "adapter"),
+        ("iii-state", "{save_interval_ms: 5000}", "save_interval_ms"),
+        ("iii-stream", ADAPTER, "adapter"),
+        ("iii-pubsub", "{adapter: {name: local}}", "adapter"),
+        ("iii-queue", "{adapter: {name: builtin}}", "adapter"),
+        ("iii-cron", "{adapter: {name: kv, config: {lock_ttl_ms: 30000}}}", "adapter"),
+        *[
+            ("iii-observability", f"{{{key}: {value}}}", key)
+            for key, value in OBSERVABILITY
+        ],
+    ],
+)
+def test_iii_setting_ignored_with_a_warning(
+    name: str, config: str, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    parse(one(name, config), {})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert name in warnings[0] and key in warnings[0]
+
+
+def test_ignored_settings_leave_the_rest_checked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = parse(one("iii-state", f"{{max_value_bytes: 9, {ADAPTER[1:-1]}}}"), {})
+    assert cfg.state.max_value_bytes == 9
+    with pytest.raises(ConfigError, match="iii-state: unknown key 'adaptor'"):
+        parse(one("iii-state", "{adapter: {}, adaptor: {}}"), {})
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (
+            "registration_namespace_grace_ms: 5000\nworkers: []\n",
+            ["registration_namespace_grace_ms"],
+        ),
+        (
+            "workers:\n  - name: iii-state\n    image: iii/state:1\n",
+            ["iii-state", "image"],
+        ),
+        (
+            one("configuration", "{adapter: {name: fs}}"),
+            ["configuration", "config"],
+        ),
+        (
+            one("iii-worker-manager", "{middleware_function_id: mw}"),
+            ["iii-worker-manager", "middleware_function_id"],
+        ),
+    ],
+)
+def test_other_iii_settings_warned(
+    text: str, words: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    parse(text, {})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert all(word in warnings[0] for word in words)
+
+
+def test_unknown_modules_are_skipped(caplog: pytest.LogCaptureFixture) -> None:
     cfg = parse(
         "workers:\n  - name: iii-made-up\n  - name: iii-exec\n"
+        "  - name: iii-engine-functions\n"
         "modules:\n  - name: http\n    config: {port: 5}\n",
         {},
     )
     assert cfg.skipped == ["iii-made-up", "iii-exec"]
     assert cfg.http is not None and cfg.http.port == 5
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "iii-made-up" in warnings[0] and "iii-exec" in warnings[1]
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "nonsense: 1",
-        "workers: [{config: {}}]",
-        "- a",
-        "workers:\n  - name: [x",
-        "workers:\n  - name: iii-state\n    config: {max_value_bytes: 0}",
-        "workers:\n  - name: iii-http\n    config: {port: abc}",
-        "workers:\n  - name: iiilog-eventlog\n    config: {synchronous: sometimes}",
-    ],
-)
-def test_bad_config(text: str) -> None:
-    with pytest.raises(ConfigError):
-        parse(text, {})
+def test_models_are_frozen() -> None:
+    # Modules read their config at run time; nothing may change it under them.
+    cfg = parse(DEFAULT_CONFIG, {})
+    assert cfg.http is not None
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.http.port = 1  # type: ignore[misc]
