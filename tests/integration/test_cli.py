@@ -197,7 +197,7 @@ def test_replay_usage_names_the_command() -> None:
         text=True,
         timeout=60,
     )
-    assert out.stdout.startswith("usage: replay.py ")
+    assert out.stdout.startswith("usage: scripts/replay.py ")
 
 
 def test_node_example_lock_file_is_ignored() -> None:
