@@ -25,21 +25,26 @@ from aiohttp import web
 from engine import introspection
 from engine.admin import install_admin
 from engine.channels import ChannelRegistry
-from engine.core import Engine
+from engine.cluster import SharedCluster, role
+from engine.core import Engine, now_ms
 from engine.cron import CronModule
 from engine.durable import DurableTriggers
 from engine.http_functions import HttpFunctions
+from engine.ids import random_uuid
 from engine.logs import LogSink
 from engine.pubsub import Availability, PubSubModule
 from engine.queues import QueueModule
 from engine.state import StateModule
 from engine.streams import StreamModule
-from eventlog import LogTail, LogWriter, SqliteStore
+from eventlog import LogStore, LogTail, LogWriter, SqliteStore
+from eventlog.directory import NodeInfo
+from eventlog.postgres import PostgresStore
 from projections.registry import builtin as builtin_projections
 from projections.runner import ProjectionRunner
 
 from .config import EngineConfig
 from .http_server import HttpModule
+from .node_link import NodeLinks
 from .protocol import CloseCode
 from .stream_ws import StreamServer
 from .worker_ws import WorkerConnection, make_worker_app
@@ -72,14 +77,30 @@ class Server:
 
     async def start(self) -> None:
         cfg = self.config
-        store = await SqliteStore.open(
-            cfg.eventlog.data_dir, synchronous=cfg.eventlog.synchronous
-        )
+        url = cfg.eventlog.database_url
+        store: LogStore
+        if url is None:
+            store = await SqliteStore.open(
+                cfg.eventlog.data_dir, synchronous=cfg.eventlog.synchronous
+            )
+        else:
+            store = await PostgresStore.open(url)
         writer = LogWriter(store, max_batch=cfg.eventlog.max_batch)
         tail = LogTail(store)
-        writer.on_commit(tail.publish)
         engine = Engine(store=store, writer=writer, tail=tail)
         self.engine = engine
+        if isinstance(store, PostgresStore):
+            # One log, several nodes: the others' commits come in through the
+            # follower (notified, and polled as the truth).
+            node_id = random_uuid()
+            engine.cluster = SharedCluster(
+                engine, store.directory(), NodeLinks(node_id), cfg.cluster, node_id
+            )
+            writer.on_commit(tail.offer)
+            engine.spawn(tail.follow(cfg.cluster.refresh_ms / 1000), name="log-follow")
+            engine.spawn(store.watch(tail.poke), name="log-watch")
+        else:
+            writer.on_commit(tail.publish)
         self._writer_task = asyncio.get_running_loop().create_task(
             writer.run(), name="log-writer"
         )
@@ -87,8 +108,14 @@ class Server:
         durable = DurableTriggers(engine, cfg.triggers)
         self._durable = durable
         durable.start()
+        engine.cluster.keep("snapshots", role)  # one node saves them
         runner = ProjectionRunner(
-            store, writer, tail, builtin_projections(), cfg.snapshots
+            store,
+            writer,
+            tail,
+            builtin_projections(),
+            cfg.snapshots,
+            may_save=lambda: engine.cluster.holds("snapshots"),
         )
         await runner.start()
         self.projections = runner
@@ -131,7 +158,30 @@ class Server:
             self.ports["stream"] = await self._listen(
                 self._streams.make_app(), cfg.stream.host, cfg.stream.port
             )
+        await engine.cluster.start(self._node(engine.cluster.node_id))
         log.info("log head at offset %d", store.head)
+
+    def _node(self, node_id: str) -> NodeInfo:
+        """How the other nodes reach this one (only used when sharing a log)."""
+        cfg = self.config
+
+        def host(listening: str) -> str:
+            if cfg.cluster.advertise_host:
+                return cfg.cluster.advertise_host
+            return "127.0.0.1" if listening in ("0.0.0.0", "::", "") else listening
+
+        http = stream = None
+        if "http" in self.ports and cfg.http is not None:
+            http = f"http://{host(cfg.http.host)}:{self.ports['http']}"
+        if "stream" in self.ports and cfg.stream is not None:
+            stream = f"ws://{host(cfg.stream.host)}:{self.ports['stream']}"
+        return NodeInfo(
+            node_id,
+            f"ws://{host(cfg.worker.host)}:{self.ports['worker']}",
+            http,
+            stream,
+            now_ms(),
+        )
 
     async def _listen(self, app: web.Application, host: str, port: int) -> int:
         # Shutdown closes the sockets first; handlers still running after 5 s
@@ -176,6 +226,7 @@ class Server:
                 await self._http_functions.close()
             if self._durable is not None:
                 await self._durable.flush()  # cursors as far as handlers answered
+            await engine.cluster.stop()  # leases and functions leave with us
             writer_task = self._writer_task
             if writer_task is not None:
                 await engine.writer.close()  # queued writes still commit

@@ -16,12 +16,17 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
-from eventlog import EventLogError, SqliteStore
+from engine.cluster import ClusterConfig
+from eventlog import EventLogError
+from eventlog.config import EventLogConfig
+from eventlog.postgres import PostgresStore
 
 from .app import Server
 from .config import ConfigError, EngineConfig, load
 from .replay_cli import main as replay_main
+from .replay_cli import open_log
 
 log = logging.getLogger("iiilog")
 
@@ -55,10 +60,15 @@ async def serve(args: argparse.Namespace) -> int:
     if args.data_dir:
         data_dir = Path(args.data_dir)
         cfg.eventlog = cfg.eventlog.model_copy(update={"data_dir": data_dir})
+    if args.database_url:  # the flag, else $IIILOG_DATABASE_URL, else the config
+        cfg.eventlog = EventLogConfig.model_validate(
+            {**cfg.eventlog.model_dump(), "database_url": args.database_url}
+        )
     data_dir = cfg.eventlog.data_dir
     ready = data_dir / "engine.json"
     server = Server(cfg)
     try:
+        data_dir.mkdir(parents=True, exist_ok=True)
         await server.start()
         urls = _urls(cfg, server.ports)
         info = {"pid": os.getpid(), **urls, "data_dir": str(data_dir)}
@@ -71,6 +81,9 @@ async def serve(args: argparse.Namespace) -> int:
     for name, url in urls.items():
         print(f"  {name.replace('_url', ''):<8} {url}", flush=True)
     print(f"  data     {data_dir}", flush=True)
+    if cfg.eventlog.database_url and server.engine is not None:
+        print(f"  log      {server.engine.store.location}", flush=True)
+        print(f"  node     {server.engine.cluster.node_id}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -87,33 +100,73 @@ async def status(args: argparse.Namespace) -> int:
     projection checkpoints. Read-only: works beside a running engine."""
     data_dir = Path(args.data_dir)
     try:
-        store = await SqliteStore.open(data_dir, read_only=True)
+        store = await open_log(data_dir, args.database_url)
     except EventLogError as e:
-        print(f"error: {data_dir}: {e}", file=sys.stderr)
+        where = "" if args.database_url else f"{data_dir}: "
+        print(f"error: {where}{e}", file=sys.stderr)
         return 2
     try:
         head = await store.read_head()
         cursors = [dataclasses.asdict(c) for c in await store.cursors()]
         projections = [dataclasses.asdict(p) for p in await store.snapshots()]
+        cluster = await _cluster(store) if isinstance(store, PostgresStore) else None
+    except EventLogError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     finally:
         await store.close()
+    if cluster is not None:
+        leaders = {le["name"]: le["node_id"] for le in cluster["leases"]}
+        for c in cursors:
+            c["node_id"] = leaders.get(f"trigger:{c['key']}")
     if args.json:
-        print(
-            json.dumps({"head": head, "cursors": cursors, "projections": projections})
-        )
+        out = {"head": head, "cursors": cursors, "projections": projections}
+        if cluster is not None:
+            out["cluster"] = cluster
+        print(json.dumps(out))
         return 0
     print(f"log head: offset {head}")
+    if cluster is not None:
+        _print_cluster(cluster)
     print(f"trigger subscriptions: {len(cursors)}")
     for c in cursors:
+        node = f"  node {c['node_id'][:8]}" if c.get("node_id") else ""
         print(
             f"  {c['trigger_type']:<8} {c['function_id']:<32} at {c['position']:>8}"
-            f"  lag {head - c['position']:>7}  parked {c['parked']}"
+            f"  lag {head - c['position']:>7}  parked {c['parked']}{node}"
             f"  {json.dumps(c['config'])}"
         )
     print(f"projections: {len(projections)}")
     for p in projections:
         print(f"  {p['name']:<24} at {p['position']:>8}  lag {head - p['position']:>7}")
     return 0
+
+
+async def _cluster(store: PostgresStore) -> dict[str, Any]:
+    """The nodes sharing the log, what each serves, and who holds what."""
+    directory = store.directory()
+    ttl = ClusterConfig().node_ttl_ms
+    functions: dict[str, list[str]] = {}
+    for f in await directory.functions(ttl):
+        functions.setdefault(f.node_id, []).append(f.function_id)
+    return {
+        "nodes": [
+            {**dataclasses.asdict(n), "functions": sorted(functions.get(n.node_id, []))}
+            for n in await directory.nodes(ttl)
+        ],
+        "leases": [dataclasses.asdict(le) for le in await directory.leases()],
+    }
+
+
+def _print_cluster(cluster: dict[str, Any]) -> None:
+    print(f"nodes: {len(cluster['nodes'])}")
+    for n in cluster["nodes"]:
+        print(f"  {n['node_id'][:8]}  {n['worker_url']:<28} {n['http_url'] or ''}")
+        for fid in n["functions"]:
+            print(f"      {fid}")
+    roles = [le for le in cluster["leases"] if not le["name"].startswith("trigger:")]
+    for le in roles:
+        print(f"  {le['name']:<24} on node {le['node_id'][:8]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +197,14 @@ def main(argv: list[str] | None = None) -> int:
         " $IIILOG_HTTP_PORT, $IIILOG_STREAM_PORT or 49134, 3111, 3112)",
     )
     p_serve.add_argument(
+        "--database-url",
+        metavar="URL",
+        default=os.environ.get("IIILOG_DATABASE_URL") or None,
+        help="keep the log in this PostgreSQL database, shared with every node"
+        " started with the same URL (default: $IIILOG_DATABASE_URL, else the"
+        " config's iiilog-eventlog database_url, else SQLite in the data dir)",
+    )
+    p_serve.add_argument(
         "--data-dir",
         metavar="DIR",
         help="where the log lives, created if missing (default: the config's"
@@ -164,6 +225,13 @@ def main(argv: list[str] | None = None) -> int:
         help="the engine's data dir (default: $IIILOG_DATA_DIR, else ./data)",
     )
     p_status.add_argument(
+        "--database-url",
+        metavar="URL",
+        default=os.environ.get("IIILOG_DATABASE_URL") or None,
+        help="a PostgreSQL log: also shows the nodes, what each serves and which"
+        " node delivers each subscription (default: $IIILOG_DATABASE_URL)",
+    )
+    p_status.add_argument(
         "--json", action="store_true", help="print one JSON object instead"
     )
     sub.add_parser(
@@ -179,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     # One line per snapshot job every few seconds is noise, not news.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if args.command == "status":
-        if not Path(args.data_dir).is_dir():  # opening the store would create it
+        if args.database_url is None and not Path(args.data_dir).is_dir():
             print(f"error: {args.data_dir}: no such data dir", file=sys.stderr)
             return 2
         return asyncio.run(status(args))

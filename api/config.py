@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from engine.cluster import ClusterConfig
 from engine.cron import CronConfig
 from engine.durable import TriggersConfig
 from engine.http_functions import HttpFunctionsConfig
@@ -71,6 +72,7 @@ MODULES: dict[str, tuple[type[BaseModel], str]] = {
     "iiilog-triggers": (TriggersConfig, "triggers"),
     "iiilog-projections": (SnapshotConfig, "snapshots"),
     "iiilog-eventlog": (EventLogConfig, "eventlog"),
+    "iiilog-cluster": (ClusterConfig, "cluster"),
 }
 # iii's short names of the same modules.
 ALIASES = {
@@ -128,6 +130,7 @@ class EngineConfig:
     triggers: TriggersConfig = field(default_factory=TriggersConfig)
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
     eventlog: EventLogConfig = field(default_factory=EventLogConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     skipped: list[str] = field(default_factory=list)
 
 

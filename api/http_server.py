@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from engine.channels import Channel, ChannelRegistry, as_bytes
 from engine.core import CallContext, Engine, TriggerBinding
-from engine.errors import EngineError
+from engine.errors import EngineError, TriggerRegistrationFailed
 from engine.http_routes import (
     STANDARD_KEYS,
     Route,
@@ -29,6 +29,7 @@ from engine.http_routes import (
     shape_response,
 )
 from eventlog.codec import dumps_bytes, loads
+from eventlog.directory import RemoteRoute
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger("iiilog.http")
@@ -120,8 +121,12 @@ class HttpModule:
         self.projections = projections
         self.config = config
         self.routes = RouteTable()
+        # Routes bound on other nodes sharing the log: served here too, after
+        # this node's own, their functions called where they live.
+        self.remote_routes = RouteTable()
         self._slots = asyncio.Semaphore(config.concurrency_request_limit)
         engine.add_provider("http", self, "Expose a function as an HTTP endpoint")
+        engine.cluster.on_routes(self._other_nodes)
 
     # -- trigger provider ----------------------------------------------------------
 
@@ -131,9 +136,34 @@ class HttpModule:
             namespace=binding.namespace,
         )
         self.routes.add(route)
+        self.engine.cluster.route_changed(
+            [
+                RemoteRoute(
+                    self.engine.cluster.node_id,
+                    binding.id,
+                    binding.function_id,
+                    binding.namespace,
+                    binding.config,
+                )
+            ],
+            [],
+        )
 
     async def unregister(self, binding: TriggerBinding) -> None:
         self.routes.remove(binding.id)
+        self.engine.cluster.route_changed([], [binding.id])
+
+    def _other_nodes(self, routes: list[RemoteRoute]) -> None:
+        table = RouteTable()
+        for r in routes:
+            try:
+                parsed = parse_route(
+                    f"{r.node_id}:{r.trigger_id}", r.function_id, r.config
+                )
+                table.add(replace(parsed, namespace=r.namespace))
+            except TriggerRegistrationFailed as e:
+                log.warning("route of node %s not served here: %s", r.node_id, e)
+        self.remote_routes = table
 
     # -- aiohttp -------------------------------------------------------------------
 
@@ -198,6 +228,9 @@ class HttpModule:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
         route, path_exists, params = self.routes.match(request.method, path)
+        if route is None:
+            route, elsewhere, params = self.remote_routes.match(request.method, path)
+            path_exists = path_exists or elsewhere
         if route is None:
             if path_exists:
                 return web.Response(status=405)

@@ -98,6 +98,8 @@ class InvokeFunction(_Msg):
     namespace: str | None = None
     traceparent: str | None = None
     baggage: str | None = None
+    # iiilog, node to node only: the call is a trigger delivery (tag its writes)
+    iiilog_delivery: bool = False
 
     @property
     def action_type(self) -> str | None:
@@ -416,9 +418,30 @@ class AuthFailed:
         }
 
 
+@dataclass(slots=True)
+class NodeCall:
+    """``invokefunction`` from one engine node to another (the calling node is
+    the worker here): a call for a function one of the other node's workers
+    serves, with its namespace and whether it is a trigger delivery."""
+
+    type: ClassVar[str] = "invokefunction"
+    call: CallDelivery
+    namespace: str | None
+    delivery: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.call.to_dict()
+        if self.namespace is not None:
+            out["namespace"] = self.namespace
+        if self.delivery:
+            out["iiilog_delivery"] = True
+        return out
+
+
 Outgoing = (
     WorkerRegistered
     | CallDelivery
+    | NodeCall
     | CallResult
     | TriggerForward
     | TriggerWithdraw

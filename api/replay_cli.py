@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
 
-from eventlog import EventLogError, SqliteStore
+from eventlog import EventLogError, LogStore, SqliteStore, StoreError
 from eventlog.codec import dumps
+from eventlog.postgres import PostgresStore
 from projections.rebuild import (
     RebuildError,
     Report,
@@ -34,10 +36,24 @@ def show_progress(cursor: int, end: int, count: int, started: float) -> None:
     )
 
 
+async def open_log(
+    data_dir: Path, database_url: str | None, *, write: bool = False
+) -> LogStore:
+    """The log a tool reads (``write``: and corrects): the PostgreSQL one when
+    a URL is given, else the data dir's. Never creates a log."""
+    if database_url:
+        store = await PostgresStore.open(database_url, create=False, pool_size=2)
+        if write and await store.directory().nodes(60_000):
+            await store.close()
+            raise StoreError("engine nodes are running on this database")
+        return store
+    return await SqliteStore.open(data_dir, read_only=not write)
+
+
 async def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     try:
-        store = await SqliteStore.open(data_dir, read_only=not args.apply)
+        store = await open_log(data_dir, args.database_url, write=args.apply)
     except EventLogError as e:
         hint = " (is the engine running? stop it to --apply)" if args.apply else ""
         print(f"error: {e}{hint}", file=sys.stderr)
@@ -133,6 +149,13 @@ def parser(prog: str) -> argparse.ArgumentParser:
         help="the engine's data dir (default: ./data)",
     )
     p.add_argument(
+        "--database-url",
+        metavar="URL",
+        default=os.environ.get("IIILOG_DATABASE_URL") or None,
+        help="a PostgreSQL log instead of the data dir's"
+        " (default: $IIILOG_DATABASE_URL)",
+    )
+    p.add_argument(
         "--only",
         action="append",
         metavar="NAME",
@@ -161,7 +184,7 @@ def parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, prog: str = "iiilog replay") -> int:
     args = parser(prog).parse_args(argv)
-    if not Path(args.data_dir).is_dir():  # opening the store would create it
+    if args.database_url is None and not Path(args.data_dir).is_dir():
         print(f"error: {args.data_dir}: no such data dir", file=sys.stderr)
         return 2
     return asyncio.run(run(args))

@@ -21,9 +21,11 @@ from urllib.parse import parse_qs
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.cluster import role
 from engine.core import CallContext, Engine
 from engine.errors import EngineError
 from engine.streams import StreamModule, control
+from eventlog import EventLogError
 from eventlog.codec import dumps, loads
 
 from .frames import FrameWriter
@@ -136,15 +138,22 @@ class StreamServer:
         return app
 
     async def start_retention(self) -> None:
-        """Prune old ``stream.send`` records now and then every interval."""
+        """Prune old ``stream.send`` records now and then every interval (one
+        node of a cluster prunes; every node learns how far)."""
         self.streams.pruned_through = await self.engine.store.sends_pruned_through()
+        cluster = self.engine.cluster
+        cluster.keep("retention", role)
 
         async def loop() -> None:
             while True:
                 try:
-                    await self.streams.prune(self.config.send_retention_ms)
-                except Exception:
-                    log.exception("retention pass failed")
+                    if cluster.holds("retention"):
+                        await self.streams.prune(self.config.send_retention_ms)
+                    else:
+                        store = self.engine.store
+                        self.streams.pruned_through = await store.sends_pruned_through()
+                except EventLogError as e:
+                    log.warning("retention pass failed: %s", e)
                 await asyncio.sleep(self.config.prune_interval_ms / 1000)
 
         self.engine.spawn(loop(), name="stream-retention")

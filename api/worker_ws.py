@@ -24,6 +24,7 @@ from engine.core import (
     FunctionEntry,
     TriggerBinding,
     now_ms,
+    trace_id,
 )
 from engine.errors import EngineError
 from engine.http_functions import HttpFunctions
@@ -34,6 +35,7 @@ from engine.remote_triggers import WorkerTriggerTypes
 
 from .channel_ws import CHANNELS, channel_handler
 from .frames import CLOSE_TIMEOUT_S, FrameWriter
+from .node_link import NODE_PARAM
 from .protocol import (
     MAX_MESSAGE_BYTES,
     AuthFailed,
@@ -94,8 +96,12 @@ class WorkerConnection:
         frames: FrameWriter,
         ip: str | None,
         gate: RbacGate | None = None,
+        node_link: bool = False,
     ) -> None:
         self.engine = listener.engine
+        # Another engine node calling in for its callers: not a worker; its
+        # calls run among this node's own workers only.
+        self.node_link = node_link
         self.listener = listener
         self.gate = gate
         self.ws = ws
@@ -181,7 +187,8 @@ class WorkerConnection:
             await self.frames.drain()
 
     async def serve(self) -> None:
-        self.engine.connect(self)
+        if not self.node_link:
+            self.engine.connect(self)
         try:
             self.frames.push(self.session.welcome())
             async for msg in self.ws:
@@ -200,8 +207,9 @@ class WorkerConnection:
         if self.session.closed:
             return
         self.session.close()
-        self.listener.trigger_types.provider_gone(self)
-        await self.engine.disconnect(self)
+        if not self.node_link:
+            self.listener.trigger_types.provider_gone(self)
+            await self.engine.disconnect(self)
         self.frames.flush()  # what was sent goes out before the close frame
         if not self.ws.closed:
             await self.ws.close(code=CloseCode.GOING_AWAY)
@@ -342,7 +350,13 @@ class WorkerConnection:
             traceparent=msg.traceparent,
             baggage=msg.baggage,
             namespace=msg.namespace,
+            local_only=self.node_link,
         )
+        # A trigger delivery led by another node: the handler's writes reach
+        # this node (its worker is here), so they are tagged here.
+        delivery = trace_id(msg.traceparent) if msg.iiilog_delivery else None
+        if delivery is not None and self.node_link:
+            self.engine.deliveries[delivery] = 0
         try:
             if msg.namespace is not None and not msg.namespace.strip():
                 raise EngineError("INVALID_NAMESPACE", "namespace must not be blank")
@@ -369,6 +383,9 @@ class WorkerConnection:
         else:
             if reply:
                 await self._reply(msg, result, None)
+        finally:
+            if delivery is not None and self.node_link:
+                self.engine.deliveries.pop(delivery, None)
 
     async def _reply(
         self, msg: InvokeFunction, result: Any, error: dict[str, Any] | None
@@ -408,7 +425,14 @@ async def worker_handler(request: web.Request) -> web.WebSocketResponse:
         await ws.send_str(encode(AuthFailed("authentication failed")).decode())
         await ws.close()
         return ws
-    conn = WorkerConnection(listener, ws, FrameWriter(request), request.remote, gate)
+    conn = WorkerConnection(
+        listener,
+        ws,
+        FrameWriter(request),
+        request.remote,
+        gate,
+        node_link=gate is None and NODE_PARAM in request.query,
+    )
     await conn.serve()
     return ws
 

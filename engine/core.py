@@ -20,9 +20,11 @@ from typing import Any, Protocol
 
 from eventlog import LogStore, LogTail, LogWriter, Origin
 
+from .cluster import Cluster, SoloCluster
 from .errors import EngineError, FunctionNotFound
 from .ids import random_uuid
 from .peer import Invocation, Peer
+from .registry import FunctionTable
 
 log = logging.getLogger("iiilog.engine")
 
@@ -53,6 +55,8 @@ class CallContext:
     traceparent: str | None = None
     baggage: str | None = None
     namespace: str | None = None  # where ``function_id`` resolves; None = default
+    delivery: bool = False  # a trigger delivery: its writes are tagged (dedupe)
+    local_only: bool = False  # forwarded from another node: never forward again
 
     def origin(self) -> Origin:
         return Origin(
@@ -120,13 +124,13 @@ class Engine:
     store: LogStore
     writer: LogWriter
     tail: LogTail
-    functions: dict[str, FunctionEntry] = field(default_factory=dict)
+    functions: FunctionTable = field(default_factory=FunctionTable)
     triggers: dict[str, TriggerBinding] = field(default_factory=dict)
     providers: dict[str, TriggerProvider] = field(default_factory=dict)
     trigger_type_info: dict[str, str] = field(default_factory=dict)
     workers: dict[str, Peer] = field(default_factory=dict)
     # functions of workers in other namespaces than "default": ns -> id -> entry
-    namespaced: dict[str, dict[str, FunctionEntry]] = field(default_factory=dict)
+    namespaced: dict[str, FunctionTable] = field(default_factory=dict)
     # (event, worker id) callbacks: worker_connected / worker_disconnected /
     # worker_metadata_updated / functions_changed
     listeners: list[Callable[[str, str | None], None]] = field(default_factory=list)
@@ -134,6 +138,8 @@ class Engine:
     trace_listeners: list[Callable[[str, str], None]] = field(default_factory=list)
     # trace id of a trigger delivery in progress -> writes it has made so far
     deliveries: dict[str, int] = field(default_factory=dict)
+    # this node among the nodes sharing the log (set by the composition root)
+    cluster: Cluster = field(init=False)
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -161,8 +167,8 @@ class Engine:
     def add_builtin(
         self, function_id: str, handler: Handler, description: str | None = None
     ) -> None:
-        self.functions[function_id] = FunctionEntry(
-            function_id, handler=handler, description=description
+        self.functions.add(
+            FunctionEntry(function_id, handler=handler, description=description)
         )
 
     def notify(self, event: str, worker_id: str | None = None) -> None:
@@ -172,30 +178,26 @@ class Engine:
             except Exception:
                 log.exception("engine listener failed on %s", event)
 
+    def _table(self, namespace: str | None) -> FunctionTable:
+        if not namespace or namespace == DEFAULT_NS:
+            return self.functions
+        return self.namespaced.setdefault(namespace, FunctionTable())
+
     def register_function(self, peer: Peer, entry: FunctionEntry) -> None:
-        namespace = peer.metadata.get("namespace") or DEFAULT_NS
-        if namespace != DEFAULT_NS:
-            entry.owner = peer
-            self.namespaced.setdefault(namespace, {})[entry.id] = entry
-            self.notify("functions_changed")
-            return
-        current = self.functions.get(entry.id)
-        if current is not None and current.owner is None:
+        """A worker serves ``entry.id``; replicas of one id take calls in turn."""
+        entry.owner = peer
+        if not self._table(peer.metadata.get("namespace")).add(entry):
             log.warning(
                 "worker %s tried to register built-in function %s; ignored",
                 peer.id,
                 entry.id,
             )
             return
-        entry.owner = peer
-        self.functions[entry.id] = entry  # last writer wins (reconnects, §1.6)
         self.notify("functions_changed")
 
     def unregister_function(self, peer: Peer, function_id: str) -> None:
-        for registry in (self.functions, *self.namespaced.values()):
-            current = registry.get(function_id)
-            if current is not None and current.owner is peer:
-                del registry[function_id]
+        for table in (self.functions, *self.namespaced.values()):
+            if table.remove(function_id, peer) is not None:
                 self.notify("functions_changed")
 
     def lookup(self, function_id: str, namespace: str | None) -> FunctionEntry:
@@ -204,15 +206,17 @@ class Engine:
         Worker functions live in their worker's namespace; the engine's own
         functions (state::*, engine::*, ...) are visible from every namespace.
         """
+        entry: FunctionEntry | None
         if namespace and namespace != DEFAULT_NS:
-            entry = self.namespaced.get(namespace, {}).get(function_id)
+            table = self.namespaced.get(namespace)
+            entry = table.pick(function_id) if table is not None else None
             if entry is None:
                 builtin = self.functions.get(function_id)
                 entry = (
                     builtin if builtin is not None and builtin.owner is None else None
                 )
         else:
-            entry = self.functions.get(function_id)
+            entry = self.functions.pick(function_id)
         if entry is None:
             elsewhere = sorted(
                 ns
@@ -230,17 +234,27 @@ class Engine:
         """A worker said which namespace it belongs to: move what it registered."""
         if namespace == DEFAULT_NS:
             return
-        target = self.namespaced.setdefault(namespace, {})
-        for fid in [f.id for f in self.functions.values() if f.owner is peer]:
-            target[fid] = self.functions.pop(fid)
+        target = self._table(namespace)
+        for entry in self.functions.owned_by(peer):
+            self.functions.remove(entry.id, peer)
+            target.add(entry)
         for binding in self.triggers.values():
             if binding.owner is peer and binding.namespace in (None, DEFAULT_NS):
                 binding.namespace = namespace
         self.notify("functions_changed")
 
+    def __post_init__(self) -> None:
+        self.cluster = SoloCluster(self)
+
     async def invoke(self, function_id: str, data: Any, ctx: CallContext) -> Any:
-        """Run a function wherever it lives; raises ``EngineError`` on failure."""
-        entry = self.lookup(function_id, ctx.namespace)
+        """Run a function wherever it lives (another node's worker included);
+        raises ``EngineError`` on failure."""
+        try:
+            entry = self.lookup(function_id, ctx.namespace)
+        except FunctionNotFound:
+            if ctx.local_only or not self.cluster.shared:
+                raise
+            return await self.cluster.invoke_remote(function_id, data, ctx)
         if entry.handler is not None:
             return await entry.handler(data, ctx)
         assert entry.owner is not None
@@ -362,6 +376,7 @@ class Engine:
         metadata: Any = None,
         traceparent: str | None = None,
         namespace: str | None = None,
+        delivery: bool = False,
     ) -> bool:
         """Run a trigger's condition (if any), then its function.
 
@@ -392,6 +407,7 @@ class Engine:
                 metadata=metadata,
                 traceparent=traceparent,
                 namespace=namespace,
+                delivery=delivery,
             ),
         )
         return True
@@ -427,9 +443,8 @@ class Engine:
 
     async def disconnect(self, peer: Peer) -> None:
         """Cleanup of spec/worker-protocol.md §1.7, ownership-checked."""
-        for registry in (self.functions, *self.namespaced.values()):
-            for function_id in [f.id for f in registry.values() if f.owner is peer]:
-                del registry[function_id]
+        for table in (self.functions, *self.namespaced.values()):
+            table.remove_owner(peer)
         for invocation_id in list(peer.inflight):
             pending = self._pending.get(invocation_id)
             if pending is not None and not pending.future.done():
@@ -440,6 +455,8 @@ class Engine:
             self.triggers.pop(binding.id, None)
             await self._deactivate(binding)
         self.workers.pop(peer.id, None)
+        if peer.name:
+            await self.cluster.release_worker_name(peer.id)
         self.notify("worker_disconnected", peer.id)
 
 

@@ -12,12 +12,15 @@ skipped, not caught up.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict
+
+from eventlog.codec import dumps
 
 from .core import Engine, TriggerBinding
 from .errors import EngineError, TriggerRegistrationFailed
@@ -125,8 +128,19 @@ class CronModule:
     async def _run(
         self, binding: TriggerBinding, trigger: CronTrigger, condition: str | None
     ) -> None:
+        # What the job *is*: bindings of it from replicas of a worker, on this
+        # node or another one sharing the log, fire once per scheduled time.
+        job = (
+            "cron:"
+            + hashlib.sha256(
+                dumps([binding.function_id, binding.namespace, binding.config]).encode()
+            ).hexdigest()[:32]
+        )
+        last: datetime | None = None
         while True:
             now = datetime.now(UTC)
+            if last is not None and now <= last:  # never the same time twice
+                now = last + timedelta(milliseconds=1)
             scheduled = trigger.get_next_fire_time(None, now)
             if scheduled is None:
                 log.info("cron %s: no further fire times", binding.id)
@@ -137,6 +151,10 @@ class CronModule:
             while remaining > 0:
                 await asyncio.sleep(remaining)
                 remaining = (scheduled - datetime.now(UTC)).total_seconds()
+            last = scheduled
+            scheduled_ms = int(scheduled.timestamp() * 1000)
+            if not await self.engine.cluster.claim_fire(job, scheduled_ms):
+                continue  # another binding of the job fires this time
             payload = {
                 "trigger": "cron",
                 "job_id": binding.id,

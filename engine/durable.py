@@ -61,9 +61,17 @@ class TriggersConfig(BaseModel):
     dedupe_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=1)
 
 
+# Fields of a trigger's config that tune its delivery, not what it is: replicas
+# of a worker that differ only in these share one subscription and one cursor.
+DELIVERY_FIELDS = ("from", "max_in_flight")
+
+
 def subscription_key(function_id: str, trigger_type: str, config: Any) -> str:
+    """What a trigger *is*: its function, its type and its config without the
+    delivery-tuning fields."""
     cfg = dict(config) if isinstance(config, dict) else {"value": config}
-    cfg.pop("from", None)
+    for name in DELIVERY_FIELDS:
+        cfg.pop(name, None)
     text = dumps([function_id, trigger_type, cfg])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -100,6 +108,16 @@ def delivery_limit(config: Any, default: int) -> int:
     )
 
 
+def lease_name(key: str) -> str:
+    return f"trigger:{key}"
+
+
+def _cursor(sub: Subscription) -> SaveCursor:
+    return SaveCursor(
+        sub.key, sub.function_id, sub.trigger_type, sub.config, sub.cursor, now_ms()
+    )
+
+
 def delivery_trace(key: str, offset: int) -> str:
     return hashlib.sha256(f"{key}:{offset}".encode()).hexdigest()[:32]
 
@@ -116,7 +134,6 @@ class Subscription:
     cursor: int
     max_in_flight: int = 1
     bindings: dict[str, TriggerBinding] = field(default_factory=dict)
-    task: asyncio.Task[Any] | None = None
     saved: int = -1
     delivered: int = 0
     failures: int = 0
@@ -177,8 +194,12 @@ class DurableTriggers:
             )
             self.subs[key] = sub
             if saved is None:
-                await self._save([sub])
-            sub.task = self.engine.spawn(self._run(sub), name=f"trigger:{key[:8]}")
+                await self.engine.writer.keep(_cursor(sub))
+                sub.saved = sub.cursor
+            # One node at a time delivers a subscription (alone: this one).
+            self.engine.cluster.keep(
+                lease_name(key), functools.partial(self._lead, sub)
+            )
         sub.bindings[binding.id] = binding
 
     async def detach(self, binding: TriggerBinding) -> None:
@@ -190,13 +211,20 @@ class DurableTriggers:
         if sub.bindings:
             return
         del self.subs[sub.key]
-        if sub.task is not None:
-            sub.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sub.task
-        await self._save([sub])
+        leading = self.engine.cluster.holds(lease_name(sub.key))
+        await self.engine.cluster.drop(lease_name(sub.key))
+        if leading:  # stopped now: its cursor covers what its handlers answered
+            await self._write_cursors([sub])
 
     # -- delivery ----------------------------------------------------------------------
+
+    async def _lead(self, sub: Subscription) -> None:
+        """Deliver while this node holds the subscription's lease. The cursor is
+        shared: another node may have moved it since this one last led."""
+        saved = await self.engine.store.cursor(sub.key)
+        if saved is not None and saved > sub.cursor:
+            sub.cursor = sub.saved = saved
+        await self._run(sub)
 
     async def _run(self, sub: Subscription) -> None:
         if sub.max_in_flight > 1:
@@ -335,21 +363,20 @@ class DurableTriggers:
             metadata=sub.metadata,
             namespace=sub.namespace,
             traceparent=f"00-{trace_id}-{secrets.token_hex(8)}-01",
+            delivery=True,
         )
 
     # -- cursors -----------------------------------------------------------------------
 
     async def _save(self, subs: list[Subscription]) -> None:
-        dirty = [s for s in subs if s.cursor != s.saved]
-        if not dirty:
-            return
-        ts = now_ms()
-        ops = [
-            SaveCursor(s.key, s.function_id, s.trigger_type, s.config, s.cursor, ts)
-            for s in dirty
-        ]
-        await asyncio.gather(*(self.engine.writer.keep(op) for op in ops))
-        for s, op in zip(dirty, ops, strict=True):
+        """Save the cursors this node moved (only the leader moves one)."""
+        cluster = self.engine.cluster
+        await self._write_cursors([s for s in subs if cluster.holds(lease_name(s.key))])
+
+    async def _write_cursors(self, subs: list[Subscription]) -> None:
+        ops = [(s, _cursor(s)) for s in subs if s.cursor != s.saved]
+        await asyncio.gather(*(self.engine.writer.keep(op) for _, op in ops))
+        for s, op in ops:
             s.saved = op.position
 
     async def flush(self) -> None:
@@ -418,6 +445,8 @@ class DurableTriggers:
                 "position": position,
                 "lag": max(0, head - position),
                 "active": live is not None,
+                "delivering": live is not None
+                and self.engine.cluster.holds(lease_name(row.key)),
                 "parked": row.parked,
             }
             if live is not None:

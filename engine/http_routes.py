@@ -87,7 +87,15 @@ def parse_route(trigger_id: str, function_id: str, config: Any) -> Route:
 
 @dataclass
 class RouteTable:
-    routes: dict[tuple[str, tuple[str, ...]], Route] = field(default_factory=dict)
+    """Routes by (method, path). Several bindings of one route (replicas of a
+    worker, or nodes of a cluster) stack up: the latest serves, and the route
+    stays while any of them is registered."""
+
+    stacks: dict[tuple[str, tuple[str, ...]], list[Route]] = field(default_factory=dict)
+
+    @property
+    def routes(self) -> dict[tuple[str, tuple[str, ...]], Route]:
+        return {key: stack[-1] for key, stack in self.stacks.items()}
 
     def add(self, route: Route) -> None:
         key = (route.method, route.segments)
@@ -102,12 +110,15 @@ class RouteTable:
                     f" '{other.display}': routes with identical structure but"
                     " different path-parameter names are not supported"
                 )
-        self.routes[key] = route
+        stack = self.stacks.setdefault(key, [])
+        stack[:] = [r for r in stack if r.trigger_id != route.trigger_id]
+        stack.append(route)
 
     def remove(self, trigger_id: str) -> None:
-        for key, route in list(self.routes.items()):
-            if route.trigger_id == trigger_id:
-                del self.routes[key]
+        for key, stack in list(self.stacks.items()):
+            stack[:] = [r for r in stack if r.trigger_id != trigger_id]
+            if not stack:
+                del self.stacks[key]
 
     def match(
         self, method: str, path: str
@@ -117,7 +128,8 @@ class RouteTable:
         best: tuple[int, Route, dict[str, str]] | None = None
         path_exists = False
         wanted = ("GET", "HEAD") if method == "HEAD" else (method,)
-        for route in self.routes.values():
+        for stack in self.stacks.values():
+            route = stack[-1]
             if len(route.segments) != len(segments):
                 continue
             params: dict[str, str] = {}

@@ -76,16 +76,22 @@ def install(engine: Engine) -> None:
         name = data.get("name")
         ns = namespace if isinstance(namespace, str) else DEFAULT_NS
         if isinstance(name, str) and name:
-            other = _holder(engine, peer, ns, name)
-            if other is not None and data.get("runtime") != "node":
-                # One live worker per (namespace, name). Node clients do not
-                # understand the rejection (they would reconnect forever): there
-                # the newcomer simply takes the name over.
+            # One live worker per (namespace, name), across every node sharing
+            # the log. Node clients do not understand the rejection (they would
+            # reconnect forever): there the newcomer takes the name over.
+            takes_over = data.get("runtime") == "node"
+            local = _holder(engine, peer, ns, name)
+            owner = local.id if local is not None and not takes_over else None
+            if owner is None:
+                owner = await engine.cluster.claim_worker_name(
+                    peer.id, ns, name, force=takes_over
+                )
+            if owner is not None:
                 await peer.reject(
                     Rejection(
                         code="WORKER_NAMESPACE_CONFLICT",
                         namespace=ns,
-                        owner_worker_id=other.id,
+                        owner_worker_id=owner,
                         worker_name=name,
                     )
                 )
@@ -138,9 +144,7 @@ def install(engine: Engine) -> None:
             meta = peer.metadata
             if "pid" not in meta:
                 continue
-            functions = sorted(
-                f.id for f in engine.functions.values() if f.owner is peer
-            )
+            functions = sorted(f.id for f in engine.functions.owned_by(peer))
             out.append(
                 {
                     "id": peer.id,
@@ -232,9 +236,7 @@ def install(engine: Engine) -> None:
         peer = engine.workers[worker["id"]]
         return {
             "worker": {**worker, "internal": False, "latest_metrics": None},
-            "functions": [
-                _summary(f) for f in engine.functions.values() if f.owner is peer
-            ],
+            "functions": [_summary(f) for f in engine.functions.owned_by(peer)],
             "trigger_types": [
                 {"id": t, "description": d}
                 for t, d in engine.trigger_type_info.items()

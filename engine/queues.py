@@ -13,6 +13,7 @@ can be listed, redriven or discarded. Standard queues run up to
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import secrets
@@ -149,6 +150,8 @@ class QueueModule:
         configs = config.queue_configs if config is not None else {}
         self.configs = {"default": QueueConfig(), **configs}
         self.state = QueueState()
+        self.position = 0  # the state holds every queue record up to here
+        self._folded = asyncio.Event()
         self.inflight: dict[str, set[str]] = {q: set() for q in self.configs}
         self._wake: dict[str, asyncio.Event] = {
             q: asyncio.Event() for q in self.configs
@@ -165,11 +168,43 @@ class QueueModule:
             engine.add_builtin(function_id, handler)
 
     async def start(self) -> None:
-        """Rebuild the queues from their records, then run one loop per queue."""
-        for record in await self.engine.store.read_kinds(QUEUE_KINDS):
+        """Rebuild the queues from their records, follow the log for new ones
+        (every node sharing the log folds them all), and deliver each queue
+        from one node at a time (here, alone)."""
+        head = self.engine.tail.head
+        records = await self.engine.store.read_kinds(QUEUE_KINDS)
+        for record in records:
             self.state.apply(record)
+        self.position = max(head, records[-1].offset if records else 0)
+        self.engine.spawn(self._follow(), name="queues-fold")
         for queue in self.configs:
-            self.engine.spawn(self._run(queue), name=f"queue:{queue}")
+            self.engine.cluster.keep(
+                f"queue:{queue}", functools.partial(self._run, queue)
+            )
+
+    async def _follow(self) -> None:
+        tail = self.engine.tail
+        while True:
+            records = await tail.read_after(self.position, 1000)
+            if not records:
+                await tail.wait_beyond(self.position)
+                continue
+            woken = set()
+            for record in records:
+                if record.kind in QUEUE_KINDS:
+                    self.state.apply(record)
+                    woken.add(record.scope)
+            self.position = records[-1].offset
+            self._folded.set()
+            self._folded = asyncio.Event()
+            for queue in woken:
+                wake = self._wake.get(queue)
+                if wake is not None:
+                    wake.set()
+
+    async def _applied(self, offset: int) -> None:
+        while self.position < offset:
+            await self._folded.wait()
 
     # -- writes ------------------------------------------------------------------------
 
@@ -186,10 +221,7 @@ class QueueModule:
                 Origin(function_id="iii::queue"),
             )
         )
-        self.state.apply(record)
-        wake = self._wake.get(queue)
-        if wake is not None:
-            wake.set()
+        await self._applied(record.offset)  # folded, like every queue record
         return record
 
     def _config(self, queue: Any) -> QueueConfig:

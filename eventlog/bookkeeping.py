@@ -17,7 +17,9 @@ from .codec import dumps
 
 @dataclass(frozen=True, slots=True)
 class SaveCursor:
-    """A durable trigger subscription's position: every record <= it was handled."""
+    """A durable trigger subscription's position: every record <= it was handled.
+    A saved position never moves back (a node that led the subscription before
+    may save late)."""
 
     key: str
     function_id: str

@@ -11,6 +11,11 @@ address, only its latest record and the latest ones that created and deleted it
 gives the same state as folding every record (``todos`` and the inline views;
 counters such as ``todo-metrics`` are not). A rebuild then folds the compacted
 log (``LogScanner.compacted``) instead of the whole history.
+
+``mirror`` names a state (scope, key) that a worker keeps equal to the
+projection's state, if any (the todo worker keeps ``todo-metrics``/``global``
+by triggers): a rebuild folds the whole log and compares that live value with
+it, so double-counted or missed changes show up as drift.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from eventlog import Record
 class Projection(Protocol):
     name: str
     compactable: bool
+    mirror: tuple[str, str] | None
 
     def accepts(self, record: Record) -> bool: ...
 

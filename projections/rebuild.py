@@ -57,6 +57,7 @@ class Target:
     live: Any = None
     captured: Any = None
     problems: list[str] = field(default_factory=list)
+    mirror: tuple[str, str] | None = None  # compared with this state, not a snapshot
 
     def rebuilt(self) -> Any:
         """The rebuilt state as JSON (the views as rows per space)."""
@@ -107,6 +108,19 @@ async def targets_for(
         if from_snapshot and live is not None and live[0] <= until:
             target.position, target.state = live[0], copy.deepcopy(live[1])
         targets.append(target)
+        if p.mirror is not None and to is None:
+            scope, key = p.mirror
+            found, value = await store.view_get("state", scope, "", key)
+            targets.append(
+                Target(
+                    f"{p.name} = state {scope}/{key}",
+                    p,
+                    head,
+                    p.initial(),
+                    live=(head, value) if found else None,  # nobody keeps it
+                    mirror=p.mirror,
+                )
+            )
     return targets
 
 
@@ -243,6 +257,19 @@ async def apply_corrections(store: LogStore, report: Report) -> int:
                 continue
             if isinstance(t.fold, InlineViews):
                 fixed += await _view_corrections(writer, t)
+            elif t.mirror is not None:
+                scope, key = t.mirror
+                await writer.submit(
+                    Mutation(
+                        "state.set",
+                        scope,
+                        None,
+                        key,
+                        _const(Outcome(True, t.captured)),
+                        Origin(function_id="iiilog::replay"),
+                    )
+                )
+                fixed += 1
             else:
                 ts = int(time.time() * 1000)
                 await writer.keep(SaveSnapshot.capture(t.name, t.until, t.captured, ts))

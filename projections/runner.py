@@ -15,6 +15,7 @@ import asyncio
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,12 +60,15 @@ class ProjectionRunner:
         tail: LogTail,
         projections: list[Projection],
         snapshots: SnapshotConfig | None = None,
+        may_save: Callable[[], bool] = lambda: True,
     ) -> None:
         self.store = store
         self.writer = writer
         self.tail = tail
         self.projections = projections
         self.snapshots = snapshots or SnapshotConfig()
+        # Every node sharing a log folds its projections; one saves snapshots.
+        self.may_save = may_save
         self.running: dict[str, _Running] = {}
         self._scheduler: AsyncIOScheduler | None = None
 
@@ -160,6 +164,8 @@ class ProjectionRunner:
 
     async def save_all(self) -> None:
         """A snapshot of every projection that moved since the last one."""
+        if not self.may_save():
+            return
         ts = int(time.time() * 1000)
         moved = [
             (

@@ -19,6 +19,7 @@ def _completed(todo: Any) -> int:
 class TodoMetrics:
     name = "todo-metrics"
     compactable = False  # a counter needs every record
+    mirror: tuple[str, str] | None = ("todo-metrics", "global")  # kept by triggers
 
     def accepts(self, record: Record) -> bool:
         return record.space == "state" and record.scope == "todos"

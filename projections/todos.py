@@ -14,6 +14,7 @@ from eventlog import Record
 class Todos:
     name = "todos"
     compactable = True  # key -> latest value, in creation order
+    mirror: tuple[str, str] | None = None
 
     def accepts(self, record: Record) -> bool:
         return record.space == "state" and record.scope == "todos" and record.in_view

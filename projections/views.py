@@ -19,6 +19,7 @@ ViewState = dict[Address, tuple[int, Any]]  # address -> (list position, value)
 class InlineViews:
     name = "views"
     compactable = True
+    mirror: tuple[str, str] | None = None
 
     def accepts(self, record: Record) -> bool:
         return record.in_view and record.verb != "send"

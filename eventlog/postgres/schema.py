@@ -143,6 +143,7 @@ VERSION_TABLE = (
     " INSERT INTO iiilog_schema SELECT 0 WHERE NOT EXISTS (SELECT FROM iiilog_schema)"
 )
 VERSION = "SELECT version FROM iiilog_schema"
+HAS_LOG = "SELECT to_regclass('iiilog_head')"
 SET_VERSION = "UPDATE iiilog_schema SET version = $1"
 
 # -- a commit --------------------------------------------------------------------
@@ -192,7 +193,8 @@ SELECT pg_notify('{NOTIFY_CHANNEL}', head::text) FROM head
 SAVE_CURSOR = (
     "INSERT INTO iiilog_cursors (key, function_id, trigger_type, config, position,"
     " updated_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key) DO UPDATE SET"
-    " position = EXCLUDED.position, updated_ms = EXCLUDED.updated_ms"
+    " position = GREATEST(iiilog_cursors.position, EXCLUDED.position),"
+    " updated_ms = EXCLUDED.updated_ms"
 )
 PARK = (
     "INSERT INTO iiilog_parked (key, seq, attempts, error, ts) VALUES"

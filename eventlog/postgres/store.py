@@ -52,10 +52,16 @@ class PostgresStore(PostgresReads):
 
     @classmethod
     async def open(
-        cls, url: str, *, pool_size: int = 8, connect_timeout: float = 5.0
+        cls,
+        url: str,
+        *,
+        pool_size: int = 8,
+        connect_timeout: float = 5.0,
+        create: bool = True,
     ) -> PostgresStore:
         """Connect, create or migrate the schema (once, even when several nodes
-        start together), and learn the head."""
+        start together), and learn the head. With ``create`` false (tools that
+        only read) a database without a log is an error, and nothing is made."""
         try:
             async with errors(f"cannot open the log at {_safe(url)}"):
                 pool = await asyncpg.create_pool(
@@ -69,7 +75,10 @@ class PostgresStore(PostgresReads):
             raise StoreError(f"cannot open the log at {_safe(url)}: {e}") from e
         try:
             async with errors("cannot create the schema"), pool.acquire() as conn:
-                await migrate(conn)
+                if create:
+                    await migrate(conn)
+                elif await conn.fetchval(q.HAS_LOG) is None:
+                    raise StoreError(f"no iiilog log in {_safe(url)}")
             store = cls(url, pool, 0)
             store._head = await store.read_head()
         except BaseException:

@@ -111,7 +111,7 @@ LOAD_TAGS = (
 SAVE_CURSOR = (
     "INSERT INTO cursors(key, function_id, trigger_type, config, position,"
     " updated_ms) VALUES (?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET"
-    " position=excluded.position, updated_ms=excluded.updated_ms"
+    " position=MAX(position, excluded.position), updated_ms=excluded.updated_ms"
 )
 PARK = (
     "INSERT INTO parked(key, seq, attempts, error, ts) VALUES (?,?,?,?,?)"

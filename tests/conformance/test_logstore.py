@@ -320,6 +320,8 @@ async def test_cursors_and_parked_records(store: LogStore) -> None:
             Park("k1", 4, 6, "still", ts + 1),  # upsert by (key, offset)
         ],
     )
+    # A late save of a lower position (a node that led before) never moves it back.
+    await store.commit([], [SaveCursor("k1", "fn::a", "state", {}, 6, ts + 1)])
     infos = {c.key: c for c in await store.cursors()}
     assert (infos["k1"].position, infos["k1"].parked) == (9, 2)
     assert (infos["k2"].position, infos["k2"].parked) == (7, 0)

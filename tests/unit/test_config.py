@@ -156,7 +156,12 @@ def test_unset_without_default_is_fatal() -> None:
         (SnapshotConfig, {"enabled": True, "interval_s": 5.0}),
         (
             EventLogConfig,
-            {"data_dir": Path("./data"), "synchronous": "full", "max_batch": 512},
+            {
+                "data_dir": Path("./data"),
+                "database_url": None,
+                "synchronous": "full",
+                "max_batch": 512,
+            },
         ),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else "",
@@ -512,6 +517,16 @@ def test_sdk_suite_config() -> None:
             "iiilog-eventlog: data_dir: Input is not a valid path",
         ),
         (one("iiilog-eventlog", "{dir: ./d}"), "iiilog-eventlog: unknown key 'dir'"),
+        (
+            one("iiilog-eventlog", "{database_url: 'mysql://x'}"),
+            "iiilog-eventlog: database_url: must be a postgresql:// URL",
+        ),
+        # iiilog-cluster
+        (
+            one("iiilog-cluster", "{heartbeat_ms: 10}"),
+            "iiilog-cluster: heartbeat_ms: Input should be greater than or equal to 50",
+        ),
+        (one("iiilog-cluster", "{lease: 1}"), "iiilog-cluster: unknown key 'lease'"),
     ],
 )
 def test_refused(text: str, error: str) -> None:
