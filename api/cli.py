@@ -72,6 +72,8 @@ async def serve(args: argparse.Namespace) -> int:
         await server.start()
         urls = _urls(cfg, server.ports)
         info = {"pid": os.getpid(), **urls, "data_dir": str(data_dir)}
+        if server.engine is not None and server.engine.cluster.shared:
+            info["node_id"] = server.engine.cluster.node_id
         ready.write_text(json.dumps(info))
     except (EventLogError, OSError) as e:
         print(f"cannot start: {_reason(e, data_dir)}", file=sys.stderr)

@@ -28,6 +28,7 @@ from eventlog.directory import NodeInfo
 from .protocol import (
     MAX_MESSAGE_BYTES,
     CallDelivery,
+    DropReason,
     FrameError,
     InvocationResult,
     NodeCall,
@@ -59,7 +60,10 @@ class _Link:
                 try:
                     message = parse_frame(msg.data)
                 except FrameError as e:
-                    log.warning("node %s sent a bad frame: %s", self.node.node_id, e)
+                    if e.reason is not DropReason.UNKNOWN_TYPE:  # workerregistered
+                        log.warning(
+                            "node %s sent a bad frame: %s", self.node.node_id, e
+                        )
                     continue
                 if isinstance(message, InvocationResult):
                     future = self.pending.pop(message.invocation_id, None)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from eventlog import LogStore, LogTail, LogWriter, Origin
+from eventlog import EventLogError, LogStore, LogTail, LogWriter, Origin
 
 from .cluster import Cluster, SoloCluster
 from .errors import EngineError, FunctionNotFound
@@ -256,7 +256,10 @@ class Engine:
                 raise
             return await self.cluster.invoke_remote(function_id, data, ctx)
         if entry.handler is not None:
-            return await entry.handler(data, ctx)
+            try:
+                return await entry.handler(data, ctx)
+            except EventLogError as e:  # the log's database is away: say so
+                raise EngineError("log_unavailable", str(e)) from e
         assert entry.owner is not None
         return await self._call_worker(
             entry.owner, entry.wire_id or function_id, data, ctx

@@ -144,7 +144,10 @@ async def rebuild(
                     for line in view_diff(t.live[space], rows(t.captured, space))
                 ]
         elif t.live is not None:
-            t.problems += state_diff(t.live[1], t.captured)
+            live = t.live[1]
+            if t.mirror is not None and isinstance(live, dict):
+                live = {**t.fold.initial(), **live}  # a counter never moved is 0
+            t.problems += state_diff(live, t.captured)
     return Report(count, elapsed, targets)
 
 

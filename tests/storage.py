@@ -145,3 +145,46 @@ async def pg_refuse_scope(url: str, scope: str | None) -> None:
             )
     finally:
         await conn.close()
+
+
+async def pg_own_role(role: str, *, drop: bool = False) -> str:
+    """A login role owning a schema of the same name (or both dropped); returns
+    the URL a node connects with as that role."""
+    if drop:
+        await pg_admin(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            f" WHERE usename = '{role}'",
+            f'DROP SCHEMA IF EXISTS "{role}" CASCADE',
+            f'DROP ROLE IF EXISTS "{role}"',
+        )
+    else:
+        await pg_admin(
+            f'CREATE ROLE "{role}" LOGIN',
+            f'CREATE SCHEMA "{role}" AUTHORIZATION "{role}"',
+        )
+    return f"postgresql://{role}@127.0.0.1:5432/test?search_path={role}"
+
+
+async def pg_kill_connections(role: str) -> None:
+    """Terminate every connection of ``role`` at once."""
+    await pg_admin(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        f" WHERE usename = '{role}'"
+    )
+
+
+async def pg_allow_login(role: str, allowed: bool) -> None:
+    """An outage without a restart: ``role`` may (not) open connections."""
+    await pg_admin(f'ALTER ROLE "{role}" {"LOGIN" if allowed else "NOLOGIN"}')
+
+
+async def pg_admin(*statements: str) -> None:
+    """Statements as the superuser (roles, outages), one connection."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL, timeout=10)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()

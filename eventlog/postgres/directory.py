@@ -105,9 +105,9 @@ RELEASE = "DELETE FROM iiilog_leases WHERE name = $1 AND node_id = $2"
 LEASES = "SELECT name, node_id, expires_ms FROM iiilog_leases ORDER BY name"
 CLAIM_FIRE = """
 WITH old AS (
-    DELETE FROM iiilog_cron_fires WHERE scheduled_ms < $2 - 86400000
+    DELETE FROM iiilog_cron_fires WHERE scheduled_ms < $2::bigint - 86400000
 )
-INSERT INTO iiilog_cron_fires (job, scheduled_ms, node_id) VALUES ($1, $2, $3)
+INSERT INTO iiilog_cron_fires (job, scheduled_ms, node_id) VALUES ($1, $2::bigint, $3)
 ON CONFLICT (job, scheduled_ms) DO NOTHING RETURNING node_id
 """
 

@@ -156,7 +156,7 @@ async def test_a_lease_has_one_holder(stores: list[PostgresStore]) -> None:
 
 async def test_a_cron_fire_is_claimed_once(stores: list[PostgresStore]) -> None:
     dirs = [s.directory() for s in stores]
-    for scheduled in (1_000, 2_000):
+    for scheduled in (1_000, 1_764_000_000_000):  # ms since the epoch
         won = await asyncio.gather(
             *(d.claim_fire("job", scheduled, f"n{i}") for i, d in enumerate(dirs))
         )
