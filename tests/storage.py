@@ -16,6 +16,7 @@ from typing import Any
 
 from eventlog import Record
 from eventlog.codec import dumps, loads
+from eventlog.postgres.schemas import create_schema, drop_schema
 from eventlog.sqlite import LOG_FILE, SqliteScanner
 
 
@@ -108,17 +109,10 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 async def pg_schema(name: str, *, drop: bool = False) -> str:
     """Create (or drop) a schema of its own for one test; returns its URL."""
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_URL, timeout=10)
-    try:
-        if drop:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        else:
-            await conn.execute(f'CREATE SCHEMA "{name}"')
-    finally:
-        await conn.close()
-    return f"{PG_URL}?search_path={name}"
+    if drop:
+        await drop_schema(PG_URL, name)
+        return PG_URL
+    return await create_schema(PG_URL, name)
 
 
 async def pg_refuse_scope(url: str, scope: str | None) -> None:
