@@ -33,9 +33,11 @@ from engine.http_functions import HttpFunctions
 from engine.ids import random_uuid
 from engine.logs import LogSink
 from engine.pubsub import Availability, PubSubModule
+from engine.queue_admin import QueueAdmin
 from engine.queues import QueueModule
 from engine.state import StateModule
 from engine.streams import StreamModule
+from engine.topics import DurableTopics
 from eventlog import LogStore, LogTail, LogWriter, SqliteStore
 from eventlog.directory import NodeInfo
 from eventlog.postgres import PostgresStore
@@ -74,6 +76,7 @@ class Server:
     _durable: DurableTriggers | None = None
     projections: ProjectionRunner | None = None
     _http_functions: HttpFunctions | None = None
+    queues: QueueModule | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -131,7 +134,9 @@ class Server:
         if cfg.pubsub is not None:
             PubSubModule(engine)
         if cfg.queues is not None:
-            await QueueModule(engine, cfg.queues).start()
+            self.queues = QueueModule(engine, cfg.queues)
+            await self.queues.start()
+            QueueAdmin(engine, self.queues, DurableTopics(engine, durable))
         Availability(engine)
         if cfg.cron is not None:
             CronModule(engine)
