@@ -77,6 +77,8 @@ class Server:
     projections: ProjectionRunner | None = None
     _http_functions: HttpFunctions | None = None
     queues: QueueModule | None = None
+    http: HttpModule | None = None
+    logs: LogSink | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -126,6 +128,7 @@ class Server:
         StateModule(engine, durable, cfg.state)
         channels = ChannelRegistry(engine)
         logs = LogSink(engine, cfg.logs)
+        self.logs = logs
         http_functions = (
             HttpFunctions(engine, cfg.http_functions) if cfg.http_functions else None
         )
@@ -154,6 +157,8 @@ class Server:
             )
         if cfg.http is not None:
             http = HttpModule(engine, cfg.http, runner, channels)
+            http.spans = logs.traces
+            self.http = http
             self.ports["http"] = await self._listen(
                 http.make_app(), cfg.http.host, cfg.http.port
             )
