@@ -90,7 +90,9 @@ def test_a_trace_tree_for_one_http_request(
         assert root["end_time_unix_nano"] >= root["start_time_unix_nano"] > 0
 
         def tree() -> list[tuple[int, str, str]]:
-            answer = call(client, "engine::traces::tree", {"trace_id": root["trace_id"]})
+            answer = call(
+                client, "engine::traces::tree", {"trace_id": root["trace_id"]}
+            )
             assert len(answer["roots"]) == 1
             return walk(answer["roots"][0])
 
@@ -117,9 +119,12 @@ def test_a_trace_tree_for_one_http_request(
         ]
         assert durations == sorted(durations, reverse=True)
         assert call(client, "engine::traces::clear", {}) == {"success": True}
-        assert call(client, "engine::traces::tree", {"trace_id": root["trace_id"]})[
-            "roots"
-        ] == []
+        assert (
+            call(client, "engine::traces::tree", {"trace_id": root["trace_id"]})[
+                "roots"
+            ]
+            == []
+        )
         health = call(client, "engine::health::check", {})
         assert health["status"] == "healthy" and health["version"]
         assert set(health["components"]) >= {"otel", "metrics", "logs", "spans"}
@@ -162,11 +167,15 @@ def test_logger_records_the_log_trigger_and_clear(
                 }
             )
             wait_until(
-                lambda: "link::resolve"
-                in [
-                    f["function_id"]
-                    for f in call(client, "engine::functions::list", {})["functions"]
-                ],
+                lambda: (
+                    "link::resolve"
+                    in [
+                        f["function_id"]
+                        for f in call(client, "engine::functions::list", {})[
+                            "functions"
+                        ]
+                    ]
+                ),
                 timeout=20,
             )
             assert call(client, "link::resolve", {"code": "abc"}) == {
