@@ -26,6 +26,7 @@ from engine import introspection
 from engine.admin import install_admin
 from engine.channels import ChannelRegistry
 from engine.cluster import SharedCluster, role
+from engine.configuration import Configuration
 from engine.core import Engine, now_ms
 from engine.cron import CronModule
 from engine.durable import DurableTriggers
@@ -46,6 +47,7 @@ from projections.runner import ProjectionRunner
 
 from .config import EngineConfig
 from .http_server import HttpModule
+from .live_config import LiveConfig
 from .node_link import NodeLinks
 from .protocol import CloseCode
 from .stream_ws import StreamServer
@@ -141,6 +143,8 @@ class Server:
             await self.queues.start()
             QueueAdmin(engine, self.queues, DurableTopics(engine, durable))
         Availability(engine)
+        configuration = Configuration(engine, durable)
+        await configuration.start()
         if cfg.cron is not None:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
@@ -168,6 +172,7 @@ class Server:
             self.ports["stream"] = await self._listen(
                 self._streams.make_app(), cfg.stream.host, cfg.stream.port
             )
+        await LiveConfig(self, configuration, cfg).start()
         await engine.cluster.start(self._node(engine.cluster.node_id))
         log.info("log head at offset %d", store.head)
 
