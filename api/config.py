@@ -137,9 +137,11 @@ class EngineConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     skipped: list[str] = field(default_factory=list)
     # configuration id -> (canonical module name, its block as merged)
-    blocks: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    source: Path | None = None  # the config.yaml read, if any
-    config_dir: Path | None = None  # where the per-worker files live
+    blocks: dict[str, tuple[str, dict[str, Any]]] = field(
+        default_factory=dict, compare=False
+    )
+    source: Path | None = field(default=None, compare=False)  # config.yaml read
+    config_dir: Path | None = field(default=None, compare=False)  # per-worker files
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
