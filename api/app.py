@@ -26,6 +26,7 @@ from engine import introspection
 from engine.admin import install_admin
 from engine.channels import ChannelRegistry
 from engine.cluster import SharedCluster, role
+from engine.configuration import Configuration
 from engine.core import Engine, now_ms
 from engine.cron import CronModule
 from engine.durable import DurableTriggers
@@ -33,9 +34,11 @@ from engine.http_functions import HttpFunctions
 from engine.ids import random_uuid
 from engine.logs import LogSink
 from engine.pubsub import Availability, PubSubModule
+from engine.queue_admin import QueueAdmin
 from engine.queues import QueueModule
 from engine.state import StateModule
 from engine.streams import StreamModule
+from engine.topics import DurableTopics
 from eventlog import LogStore, LogTail, LogWriter, SqliteStore
 from eventlog.directory import NodeInfo
 from eventlog.postgres import PostgresStore
@@ -44,6 +47,7 @@ from projections.runner import ProjectionRunner
 
 from .config import EngineConfig
 from .http_server import HttpModule
+from .live_config import LiveConfig
 from .node_link import NodeLinks
 from .protocol import CloseCode
 from .stream_ws import StreamServer
@@ -74,6 +78,9 @@ class Server:
     _durable: DurableTriggers | None = None
     projections: ProjectionRunner | None = None
     _http_functions: HttpFunctions | None = None
+    queues: QueueModule | None = None
+    http: HttpModule | None = None
+    logs: LogSink | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -123,6 +130,7 @@ class Server:
         StateModule(engine, durable, cfg.state)
         channels = ChannelRegistry(engine)
         logs = LogSink(engine, cfg.logs)
+        self.logs = logs
         http_functions = (
             HttpFunctions(engine, cfg.http_functions) if cfg.http_functions else None
         )
@@ -131,8 +139,12 @@ class Server:
         if cfg.pubsub is not None:
             PubSubModule(engine)
         if cfg.queues is not None:
-            await QueueModule(engine, cfg.queues).start()
+            self.queues = QueueModule(engine, cfg.queues)
+            await self.queues.start()
+            QueueAdmin(engine, self.queues, DurableTopics(engine, durable))
         Availability(engine)
+        configuration = Configuration(engine, durable)
+        await configuration.start()
         if cfg.cron is not None:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
@@ -149,6 +161,8 @@ class Server:
             )
         if cfg.http is not None:
             http = HttpModule(engine, cfg.http, runner, channels)
+            http.spans = logs.traces
+            self.http = http
             self.ports["http"] = await self._listen(
                 http.make_app(), cfg.http.host, cfg.http.port
             )
@@ -158,6 +172,7 @@ class Server:
             self.ports["stream"] = await self._listen(
                 self._streams.make_app(), cfg.stream.host, cfg.stream.port
             )
+        await LiveConfig(self, configuration, cfg).start()
         await engine.cluster.start(self._node(engine.cluster.node_id))
         log.info("log head at offset %d", store.head)
 

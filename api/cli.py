@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from engine.cluster import ClusterConfig
 from eventlog import EventLogError
 from eventlog.config import EventLogConfig
@@ -117,12 +119,15 @@ async def status(args: argparse.Namespace) -> int:
         return 2
     finally:
         await store.close()
+    pending = await _live_pending(data_dir)
     if cluster is not None:
         leaders = {le["name"]: le["node_id"] for le in cluster["leases"]}
         for c in cursors:
             c["node_id"] = leaders.get(f"trigger:{c['key']}")
     if args.json:
         out = {"head": head, "cursors": cursors, "projections": projections}
+        if pending is not None:
+            out["pending_triggers"] = pending
         if cluster is not None:
             out["cluster"] = cluster
         print(json.dumps(out))
@@ -138,10 +143,49 @@ async def status(args: argparse.Namespace) -> int:
             f"  lag {head - c['position']:>7}  parked {c['parked']}{node}"
             f"  {json.dumps(c['config'])}"
         )
+    if pending is not None:
+        print(f"pending triggers (no provider yet): {len(pending)}")
+        for t in pending:
+            print(
+                f"  {t['trigger_type']:<20} {t['function_id']:<32}"
+                f"  provided by {t['provided_by']}"
+            )
     print(f"projections: {len(projections)}")
     for p in projections:
         print(f"  {p['name']:<24} at {p['position']:>8}  lag {head - p['position']:>7}")
     return 0
+
+
+async def _live_pending(data_dir: Path) -> list[dict[str, Any]] | None:
+    """Pending triggers, asked of the engine running on ``data_dir`` (bindings
+    live in memory, not in the log); None when none answers."""
+    try:
+        url = json.loads((data_dir / "engine.json").read_text())["worker_url"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    call = {
+        "type": "invokefunction",
+        "function_id": "iiilog::triggers::pending",
+        "data": {},
+        "invocation_id": "iiilog-status",
+    }
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            asyncio.timeout(5),
+            session.ws_connect(url) as ws,
+        ):
+            await ws.send_str(json.dumps(call))
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                reply = json.loads(msg.data)
+                if reply.get("type") == "invocationresult":
+                    result = reply.get("result") or {}
+                    return list(result.get("pending", []))
+    except (OSError, TimeoutError, aiohttp.ClientError, ValueError):
+        return None
+    return None
 
 
 async def _cluster(store: PostgresStore) -> dict[str, Any]:

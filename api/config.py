@@ -1,4 +1,6 @@
-"""The engine config: iii's ``config.yaml`` format, read on every start.
+"""The engine config: iii's ``config.yaml`` format, read on every start, with
+per-worker files ``config/<id>.yaml`` beside it (iii's ``{id, name, value}``)
+whose ``value`` is merged over that worker's block, the file winning.
 
 ``${VAR}`` / ``${VAR:default}`` are substituted in the raw text before YAML
 parsing (a set variable wins, even if empty; unset without default is an error).
@@ -83,6 +85,8 @@ ALIASES = {
     "queue": "iii-queue",
     "stream": "iii-stream",
 }
+# A module's configuration id (iii's short worker name) and back.
+ENTRY_IDS = {canonical: short for short, canonical in ALIASES.items()}
 # iii always starts these; iiilog has their functions built in or no use for them.
 ALWAYS_ON = {"configuration", "iii-engine-functions", "iii-telemetry"}
 NOT_YET = {"iii-exec", "iii-bridge"}
@@ -132,6 +136,48 @@ class EngineConfig:
     eventlog: EventLogConfig = field(default_factory=EventLogConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     skipped: list[str] = field(default_factory=list)
+    # configuration id -> (canonical module name, its block as merged)
+    blocks: dict[str, tuple[str, dict[str, Any]]] = field(
+        default_factory=dict, compare=False
+    )
+    source: Path | None = field(default=None, compare=False)  # config.yaml read
+    config_dir: Path | None = field(default=None, compare=False)  # per-worker files
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: mappings merged key by key, the rest
+    replaced. Pure."""
+    out = dict(base)
+    for key, value in over.items():
+        current = out.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            out[key] = merge(current, value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_overrides(directory: Path) -> dict[str, dict[str, Any]]:
+    """The ``value`` of each ``<id>.yaml`` in ``directory``, by id. A file that
+    cannot be read or has no mapping ``value`` is warned about and skipped."""
+    out: dict[str, dict[str, Any]] = {}
+    if not directory.is_dir():
+        return out
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            log.warning("config: %s skipped: %s", path.name, e)
+            continue
+        value = doc.get("value") if isinstance(doc, dict) else None
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            log.warning("config: %s skipped: `value` must be a mapping", path.name)
+            continue
+        named = doc.get("id") if isinstance(doc, dict) else None
+        out[named if isinstance(named, str) else path.stem] = value
+    return out
 
 
 def describe(error: ValidationError) -> str:
@@ -206,7 +252,11 @@ def _listener(cfg: EngineConfig, name: str, listener: WorkerManagerConfig) -> No
     cfg.worker = listener
 
 
-def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
+def parse(
+    text: str,
+    env: dict[str, str] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> EngineConfig:
     try:
         doc = yaml.safe_load(substitute(text, env)) or {}
     except yaml.YAMLError as e:
@@ -242,6 +292,11 @@ def parse(text: str, env: dict[str, str] | None = None) -> EngineConfig:
                 )
             raise ConfigError(f"{name}: listed twice (iiilog runs one instance of it)")
         model, attribute = known
+        entry_id = ENTRY_IDS.get(canonical, canonical)
+        if model is not WorkerManagerConfig:
+            if overrides and entry_id in overrides:
+                conf = merge(conf, overrides[entry_id])
+            cfg.blocks[entry_id] = (canonical, conf)
         parsed = _validate(name, model, conf)
         if isinstance(parsed, WorkerManagerConfig):
             if parsed.rbac is None:
@@ -265,4 +320,7 @@ def load(path: Path | None, env: dict[str, str] | None = None) -> EngineConfig:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e}") from e
-    return parse(text, env)
+    directory = path.parent / "config"
+    cfg = parse(text, env, read_overrides(directory))
+    cfg.source, cfg.config_dir = path, directory
+    return cfg

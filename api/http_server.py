@@ -28,6 +28,7 @@ from engine.http_routes import (
     parse_route,
     shape_response,
 )
+from engine.traces import HttpSpan, TraceStore
 from eventlog.codec import dumps_bytes, loads
 from eventlog.directory import RemoteRoute
 from projections.runner import ProjectionRunner
@@ -125,6 +126,7 @@ class HttpModule:
         # this node's own, their functions called where they live.
         self.remote_routes = RouteTable()
         self._slots = asyncio.Semaphore(config.concurrency_request_limit)
+        self.spans: TraceStore | None = None  # where request spans go (if kept)
         engine.add_provider("http", self, "Expose a function as an HTTP endpoint")
         engine.cluster.on_routes(self._other_nodes)
 
@@ -240,20 +242,28 @@ class HttpModule:
         request_body = self.channels.create()
         response_body = self.channels.create()
         tasks: list[asyncio.Task[Any]] = []  # the body pump and the handler call
+        span = HttpSpan(
+            request.method, route.api_path, request.headers.get("traceparent")
+        )
+        status = 500
         try:
             # The timeout covers deciding the response head; a streamed body
             # may outlive it.
             async with asyncio.timeout_at(deadline):
                 decided = await self._decide(
-                    request, route, params, request_body, response_body, tasks
+                    request, route, params, request_body, response_body, tasks, span
                 )
             if isinstance(decided, web.StreamResponse):
+                status = decided.status
                 return decided
             status, headers, first = decided
             return await self._stream(request, response_body, status, headers, first)
         except TimeoutError:
+            status = 504
             return web.Response(status=504)
         finally:
+            if self.spans is not None:
+                self.spans.record(span.finish(status, route.function_id))
             self.channels.drop(request_body)
             self.channels.drop(response_body)
             await _settle(tasks, route)
@@ -278,6 +288,7 @@ class HttpModule:
         request_body: Channel,
         response_body: Channel,
         tasks: list[asyncio.Task[Any]],
+        span: HttpSpan,
     ) -> web.StreamResponse | tuple[int, dict[str, str], bytes | None]:
         """Everything up to the response head: a whole response, or what a
         streamed one starts with (status, headers, first chunk). The tasks it
@@ -367,7 +378,11 @@ class HttpModule:
             self.engine.invoke(
                 route.function_id,
                 payload,
-                CallContext(function_id=route.function_id, namespace=route.namespace),
+                CallContext(
+                    function_id=route.function_id,
+                    namespace=route.namespace,
+                    traceparent=span.traceparent,
+                ),
             ),
             name=f"http-handler:{route.function_id}",
         )

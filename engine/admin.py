@@ -11,6 +11,7 @@ from projections.runner import ProjectionRunner
 from .core import CallContext, Engine
 from .durable import DurableTriggers
 from .errors import EngineError
+from .trigger_providers import provided_by
 
 
 def install_admin(
@@ -66,7 +67,27 @@ def install_admin(
         position, state = found
         return {"name": name, "position": position, "state": state}
 
+    async def pending(data: Any, ctx: CallContext) -> Any:
+        return {
+            "pending": [
+                {
+                    "id": b.id,
+                    "trigger_type": b.trigger_type,
+                    "function_id": b.function_id,
+                    "config": b.config,
+                    "provided_by": provided_by(b.trigger_type),
+                }
+                for b in engine.triggers.values()
+                if b.trigger_type not in engine.providers
+            ]
+        }
+
     for function_id, handler, description in (
+        (
+            "iiilog::triggers::pending",
+            pending,
+            "Triggers bound to a type nobody provides yet, and who would",
+        ),
         (
             "iiilog::triggers::status",
             status,

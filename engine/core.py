@@ -25,6 +25,7 @@ from .errors import EngineError, FunctionNotFound
 from .ids import random_uuid
 from .peer import Invocation, Peer
 from .registry import FunctionTable
+from .trigger_providers import pending_message
 
 log = logging.getLogger("iiilog.engine")
 
@@ -350,9 +351,13 @@ class Engine:
                 await self._deactivate(previous)
                 self.triggers.pop(binding.id, None)
             await provider.register(binding)
-        elif previous is not None:
-            await self._deactivate(previous)
-        # No provider yet: kept parked, like iii (not an error).
+        else:
+            if previous is not None:
+                await self._deactivate(previous)
+            # No provider yet: kept pending, like iii (not an error), and said.
+            log.warning(
+                pending_message(binding.trigger_type, binding.function_id, binding.id)
+            )
         self.triggers[binding.id] = binding
 
     async def unregister_trigger(self, trigger_id: str, owner: Peer | None) -> None:

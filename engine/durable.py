@@ -66,13 +66,18 @@ class TriggersConfig(BaseModel):
 DELIVERY_FIELDS = ("from", "max_in_flight")
 
 
-def subscription_key(function_id: str, trigger_type: str, config: Any) -> str:
+def subscription_key(
+    function_id: str, trigger_type: str, config: Any, scope: str | None = None
+) -> str:
     """What a trigger *is*: its function, its type and its config without the
-    delivery-tuning fields."""
+    delivery-tuning fields (and, for types that ask, the binding's namespace)."""
     cfg = dict(config) if isinstance(config, dict) else {"value": config}
     for name in DELIVERY_FIELDS:
         cfg.pop(name, None)
-    text = dumps([function_id, trigger_type, cfg])
+    parts: list[Any] = [function_id, trigger_type, cfg]
+    if scope is not None:
+        parts.append(scope)
+    text = dumps(parts)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -108,6 +113,20 @@ def delivery_limit(config: Any, default: int) -> int:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How one subscription retries, when its trigger type does not follow the
+    module's defaults (durable topics: per-subscriber ``queue_config``)."""
+
+    max_attempts: int
+    backoff_ms: int
+    backoff_max_ms: int
+    max_in_flight: int  # 0: paused (nothing is delivered)
+    # ``function_not_found`` spends no attempt: the subscription waits for its
+    # function to come back instead of parking what it missed.
+    await_function: bool = False
+
+
 def lease_name(key: str) -> str:
     return f"trigger:{key}"
 
@@ -133,6 +152,7 @@ class Subscription:
     condition: str | None
     cursor: int
     max_in_flight: int = 1
+    policy: Policy | None = None
     bindings: dict[str, TriggerBinding] = field(default_factory=dict)
     saved: int = -1
     delivered: int = 0
@@ -166,14 +186,22 @@ class DurableTriggers:
         match: Match,
         payload: Payload,
         condition: str | None,
-    ) -> None:
+        policy: Policy | None = None,
+        scope: str | None = None,
+    ) -> str:
+        """Deliver matching records to the binding's function; returns the
+        subscription key (bindings with the same key share it)."""
         key = subscription_key(
-            binding.function_id, binding.trigger_type, binding.config
+            binding.function_id, binding.trigger_type, binding.config, scope
         )
         binding.state = key
         sub = self.subs.get(key)
         if sub is None:
-            limit = delivery_limit(binding.config, self.config.max_in_flight)
+            limit = (
+                policy.max_in_flight
+                if policy is not None
+                else delivery_limit(binding.config, self.config.max_in_flight)
+            )
             saved = await self.engine.store.cursor(key)
             cursor = (
                 saved
@@ -190,6 +218,7 @@ class DurableTriggers:
                 condition,
                 cursor,
                 limit,
+                policy,
                 saved=saved if saved is not None else -1,
             )
             self.subs[key] = sub
@@ -201,6 +230,7 @@ class DurableTriggers:
                 lease_name(key), functools.partial(self._lead, sub)
             )
         sub.bindings[binding.id] = binding
+        return key
 
     async def detach(self, binding: TriggerBinding) -> None:
         key = binding.state
@@ -227,6 +257,8 @@ class DurableTriggers:
         await self._run(sub)
 
     async def _run(self, sub: Subscription) -> None:
+        if sub.max_in_flight == 0:  # paused: the cursor stays where it is
+            await asyncio.Event().wait()
         if sub.max_in_flight > 1:
             await self._run_keyed(sub)
             return
@@ -310,10 +342,15 @@ class DurableTriggers:
     async def _deliver(self, sub: Subscription, record: Record) -> bool:
         """Deliver with retries; False when the record ended up parked."""
         config = self.config
+        policy = sub.policy or Policy(
+            config.max_attempts, config.backoff_ms, config.backoff_max_ms, 1
+        )
         payload = sub.payload(record)
         trace_id = delivery_trace(sub.key, record.offset)
         error = ""
-        for attempt in range(1, config.max_attempts + 1):
+        attempt = 0
+        while attempt < policy.max_attempts:
+            attempt += 1
             self.engine.deliveries[trace_id] = 0
             try:
                 async with asyncio.timeout(config.delivery_timeout_ms / 1000):
@@ -321,6 +358,11 @@ class DurableTriggers:
                 sub.delivered += 1
                 return True
             except EngineError as e:
+                if policy.await_function and e.code == "function_not_found":
+                    attempt -= 1  # away, not failing: wait for it to return
+                    sub.last_error = f"{e.code}: {e.message}"
+                    await asyncio.sleep(0.2)
+                    continue
                 error = f"{e.code}: {e.message}"
             except TimeoutError:
                 error = f"timeout: no answer within {config.delivery_timeout_ms} ms"
@@ -334,23 +376,23 @@ class DurableTriggers:
                 sub.function_id,
                 record.offset,
                 attempt,
-                config.max_attempts,
+                policy.max_attempts,
                 error,
             )
-            if attempt < config.max_attempts:
+            if attempt < policy.max_attempts:
                 delay = min(
-                    config.backoff_ms * 2 ** (attempt - 1), config.backoff_max_ms
+                    policy.backoff_ms * 2 ** (attempt - 1), policy.backoff_max_ms
                 )
                 await asyncio.sleep(delay / 1000)
         await self.engine.writer.keep(
-            Park(sub.key, record.offset, config.max_attempts, error, now_ms())
+            Park(sub.key, record.offset, policy.max_attempts, error, now_ms())
         )
         log.error(
             "trigger %s -> %s: offset %d parked after %d attempts: %s",
             sub.trigger_type,
             sub.function_id,
             record.offset,
-            config.max_attempts,
+            policy.max_attempts,
             error,
         )
         return False

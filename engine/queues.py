@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from eventlog import Kind, Mutation, Origin, Outcome, Record
+from eventlog.codec import dumps
 
 from .core import CallContext, Engine
 from .errors import EngineError
@@ -91,15 +92,22 @@ class Message:
     attempts: int = 0
     next_at: int = 0
     error: str | None = None
+    failed_at: int = 0  # ms, when it was dead-lettered
 
     def view(self) -> dict[str, Any]:
+        """iii's ``DlqMessage`` fields, then iiilog's own names for them."""
         return {
+            "id": self.id,
+            "payload": self.data,
+            "error": self.error or "",
+            "failed_at": self.failed_at // 1000,
+            "retries": self.attempts,
+            "size_bytes": len(dumps(self.data).encode()),
             "message_id": self.id,
             "queue": self.queue,
             "function_id": self.function_id,
             "data": self.data,
             "attempts": self.attempts,
-            "error": self.error,
             "enqueued_at": self.enqueued_at,
         }
 
@@ -135,6 +143,7 @@ class QueueState:
         elif verb == "dead" and mid in pending:
             message = pending.pop(mid)
             message.attempts, message.error = info["attempts"], info.get("error")
+            message.failed_at = record.ts
             dead[mid] = message
         elif verb == "redrive" and mid in dead:
             message = dead.pop(mid)
@@ -152,20 +161,33 @@ class QueueModule:
         self.state = QueueState()
         self.position = 0  # the state holds every queue record up to here
         self._folded = asyncio.Event()
+        self._started = False
         self.inflight: dict[str, set[str]] = {q: set() for q in self.configs}
         self._wake: dict[str, asyncio.Event] = {
             q: asyncio.Event() for q in self.configs
         }
-        for function_id, handler in (
-            ("engine::queue::enqueue", self.fn_enqueue),
-            ("iii::queue::redrive", self.fn_redrive),
-            ("iii::queue::redrive_message", self.fn_redrive_message),
-            ("iii::queue::discard_message", self.fn_discard_message),
-            ("engine::queue::dlq_messages", self.fn_dlq_messages),
-            ("engine::queue::list_topics", self.fn_list),
-            ("engine::queue::topic_stats", self.fn_stats),
-        ):
-            engine.add_builtin(function_id, handler)
+        engine.add_builtin("engine::queue::enqueue", self.fn_enqueue)
+
+    def reconfigure(self, config: QueueModuleConfig) -> list[str]:
+        """Apply a changed ``queue_configs`` live: new queues start delivering,
+        changed ones use their new settings from the next message on. A queue
+        that left the config keeps its messages and goes on delivering them
+        until the next start. Returns the names of the queues added."""
+        added = []
+        for name, queue in config.queue_configs.items():
+            if name not in self.configs:
+                added.append(name)
+            self.configs[name] = queue
+        for name in added:
+            self.inflight[name] = set()
+            self._wake[name] = asyncio.Event()
+            if self._started:
+                self.engine.cluster.keep(
+                    f"queue:{name}", functools.partial(self._run, name)
+                )
+        for wake in self._wake.values():
+            wake.set()
+        return added
 
     async def start(self) -> None:
         """Rebuild the queues from their records, follow the log for new ones
@@ -176,6 +198,7 @@ class QueueModule:
         for record in records:
             self.state.apply(record)
         self.position = max(head, records[-1].offset if records else 0)
+        self._started = True
         self.engine.spawn(self._follow(), name="queues-fold")
         for queue in self.configs:
             self.engine.cluster.keep(
@@ -251,9 +274,9 @@ class QueueModule:
     # -- delivery ----------------------------------------------------------------------
 
     async def _run(self, queue: str) -> None:
-        config = self.configs[queue]
         inflight = self.inflight[queue]
         while True:
+            config = self.configs[queue]  # live: a reload may replace it
             wake = self._wake[queue]
             wake.clear()
             now = int(time.time() * 1000)
@@ -359,53 +382,32 @@ class QueueModule:
             "messageReceiptId": await self.enqueue(queue, function_id, data.get("data"))
         }
 
-    async def fn_redrive(self, data: Any, ctx: CallContext) -> Any:
-        queue = self._arg(data, "queue")
-        self._config(queue)
-        dead = list(self.state.dead.get(queue, {}))
-        for message_id in dead:
-            await self._record("queue.redrive", queue, message_id, {})
-        return {"queue": queue, "redriven": len(dead)}
-
-    async def _one_dead(self, data: Any) -> tuple[str, str]:
-        queue, message_id = self._arg(data, "queue"), self._arg(data, "message_id")
-        if message_id not in self.state.dead.get(queue, {}):
-            raise EngineError(
-                "NOT_FOUND", f"no dead-lettered message {message_id} in '{queue}'"
-            )
-        return queue, message_id
-
-    async def fn_redrive_message(self, data: Any, ctx: CallContext) -> Any:
-        queue, message_id = await self._one_dead(data)
-        await self._record("queue.redrive", queue, message_id, {})
-        return {"queue": queue, "message_id": message_id, "redriven": True}
-
-    async def fn_discard_message(self, data: Any, ctx: CallContext) -> Any:
-        queue, message_id = await self._one_dead(data)
-        await self._record("queue.discard", queue, message_id, {})
-        return {"queue": queue, "message_id": message_id, "discarded": True}
-
-    async def fn_dlq_messages(self, data: Any, ctx: CallContext) -> Any:
-        queue = self._arg(data, "queue")
-        self._config(queue)
+    def stats(self, queue: str) -> dict[str, Any]:
+        """iii's ``TopicStats`` for a named queue, with iiilog's counts beside."""
+        pending = len(self.state.pending.get(queue, {}))
+        dead = len(self.state.dead.get(queue, {}))
         return {
-            "queue": queue,
-            "messages": [m.view() for m in self.state.dead.get(queue, {}).values()],
-        }
-
-    def _stats(self, queue: str) -> dict[str, Any]:
-        return {
+            "depth": pending,
+            "consumer_count": self.configs[queue].concurrency,
+            "dlq_depth": dead,
+            "config": self.configs[queue].model_dump(),
             "queue": queue,
             "type": self.configs[queue].type,
-            "pending": len(self.state.pending.get(queue, {})),
+            "pending": pending,
             "inflight": len(self.inflight[queue]),
-            "dead": len(self.state.dead.get(queue, {})),
+            "dead": dead,
         }
 
-    async def fn_list(self, data: Any, ctx: CallContext) -> Any:
-        return {"topics": [self._stats(q) for q in sorted(self.configs)]}
+    async def redrive(self, queue: str, message_id: str | None = None) -> int:
+        dead = list(self.state.dead.get(queue, {}))
+        if message_id is not None:
+            dead = [m for m in dead if m == message_id]
+        for mid in dead:
+            await self._record("queue.redrive", queue, mid, {})
+        return len(dead)
 
-    async def fn_stats(self, data: Any, ctx: CallContext) -> Any:
-        queue = self._arg(data, "queue")
-        self._config(queue)
-        return self._stats(queue)
+    async def discard(self, queue: str, message_id: str) -> int:
+        if message_id not in self.state.dead.get(queue, {}):
+            return 0
+        await self._record("queue.discard", queue, message_id, {})
+        return 1

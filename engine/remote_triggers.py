@@ -55,6 +55,13 @@ class WorkerTriggerTypes:
         # Replay every binding of the type (live or parked), once each, by id.
         for binding in list(self.engine.triggers.values()):
             if binding.trigger_type == type_id:
+                log.info(
+                    "pending trigger %s (%s -> %s) handed to worker %s",
+                    binding.id,
+                    type_id,
+                    binding.function_id,
+                    peer.id,
+                )
                 await provider.register(binding)
 
     def unregister_type(self, peer: Peer, type_id: str) -> None:

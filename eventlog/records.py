@@ -32,6 +32,10 @@ Kind = Literal[
     "queue.dead",
     "queue.redrive",
     "queue.discard",
+    "topic.publish",
+    "config.register",
+    "config.set",
+    "config.delete",
 ]
 KINDS: tuple[str, ...] = Kind.__args__  # type: ignore[attr-defined]
 

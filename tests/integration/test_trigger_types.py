@@ -4,13 +4,23 @@ original id, and unregistering at the provider when the consumer leaves."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from iii import TriggerAction
 from iii.triggers import TriggerConfig, TriggerHandler
 
-from tests.harness import EngineProcess, call, sdk_worker, wait_until
+from tests.harness import (
+    ROOT,
+    EngineProcess,
+    call,
+    engine_with,
+    sdk_worker,
+    wait_until,
+)
 
 
 class Provider(TriggerHandler[Any]):  # type: ignore[misc]
@@ -96,3 +106,58 @@ def test_bindings_wait_for_their_provider(engine: EngineProcess, client: Any) ->
                 original.function_id,
                 original.config,
             )
+
+
+def test_a_pending_trigger_is_said_and_listed(tmp_path: Path) -> None:
+    """A trigger of a type nobody provides is kept pending, logged with who
+    provides the type, listed by ``iiilog::triggers::pending`` and ``iiilog
+    status``, and handed over when a provider arrives."""
+    engine = engine_with(tmp_path, "")  # no modules: not even cron
+    try:
+        with sdk_worker(engine.worker_url, "waiting") as w:
+            w.register_function("wait::tick", lambda data: None)
+            w.register_function("wait::hook", lambda data: None)
+            w.register_trigger(
+                {
+                    "type": "cron",
+                    "function_id": "wait::tick",
+                    "config": {"expression": "* * * * * *"},
+                }
+            )
+            w.register_trigger(
+                {"type": "gh-hook", "function_id": "wait::hook", "config": {}}
+            )
+
+            def pending() -> dict[str, Any]:
+                listed = call(w, "iiilog::triggers::pending", {})["pending"]
+                return {p["trigger_type"]: p for p in listed}
+
+            wait_until(lambda: set(pending()) == {"cron", "gh-hook"})
+            assert "iii-cron module" in pending()["cron"]["provided_by"]
+            assert "registertriggertype" in pending()["gh-hook"]["provided_by"]
+            wait_until(lambda: "wait::tick) is pending" in engine.log())
+            assert "provided by the iii-cron module" in engine.log()
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "api",
+                    "status",
+                    "--data-dir",
+                    str(engine.data_dir),
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert out.returncode == 0, out.stderr
+            assert "pending triggers (no provider yet): 2" in out.stdout
+            assert "wait::hook" in out.stdout
+            provider = Provider()
+            with sdk_worker(engine.worker_url, "gh") as p:
+                p.register_trigger_type({"id": "gh-hook", "description": "d"}, provider)
+                wait_until(lambda: len(provider.registered) == 1)
+                assert set(pending()) == {"cron"}
+    finally:
+        engine.stop()

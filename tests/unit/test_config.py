@@ -140,7 +140,14 @@ def test_unset_without_default_is_fatal() -> None:
                 }
             },
         ),
-        (LogsConfig, {"logs_max": 1000}),
+        (
+            LogsConfig,
+            {
+                "logs_max": 1000,
+                "memory_max_spans": 10_000,
+                "traces_max_bytes": 16 * 1024 * 1024,
+            },
+        ),
         (
             TriggersConfig,
             {
@@ -554,7 +561,6 @@ OBSERVABILITY = [
     ("endpoint", "'http://collector:4317'"),
     ("sampling_ratio", "0.5"),
     ("sampling", "{default: 0.5}"),
-    ("memory_max_spans", "100"),
     ("trace_storage", "{enabled: false}"),
     ("live_spans", "true"),
     ("metrics_enabled", "true"),
