@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -189,6 +190,8 @@ class SharedCluster:
         self._route_listeners: list[Callable[[list[RemoteRoute]], None]] = []
         self._kept: dict[str, _Kept] = {}
         self._held: set[str] = set()  # leases this node holds, as last renewed
+        # nodes that refused a connection, skipped until this (monotonic) time
+        self._unreachable: dict[str, float] = {}
         self._dirty = asyncio.Event()
         self._lease_wake = asyncio.Event()
         self._turn = itertools.count()
@@ -334,14 +337,21 @@ class SharedCluster:
             ctx.baggage,
             ctx.delivery,
         )
-        for i in range(len(candidates)):
-            node = self._cache.nodes.get(candidates[(start + i) % len(candidates)])
+        now = time.monotonic()
+        live = [n for n in candidates if self._unreachable.get(n, 0.0) <= now]
+        for i in range(len(live)):
+            node = self._cache.nodes.get(live[(start + i) % len(live)])
             if node is None:
                 continue
             try:
                 return await self.transport.call(node, call)
             except NodeUnreachable as e:
+                # Dead, most likely: its heartbeat will say so soon; meanwhile
+                # its calls go to the other nodes serving the function.
                 log.info("cluster: node %s unreachable: %s", node.node_id, e)
+                self._unreachable[node.node_id] = (
+                    time.monotonic() + self.config.node_ttl_ms / 1000
+                )
         raise FunctionNotFound(function_id, namespace=namespace)
 
     # -- leases --------------------------------------------------------------------

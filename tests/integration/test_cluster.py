@@ -155,7 +155,10 @@ def _log(url: str) -> list[Record]:
 
 def _settled(c: Cluster, api: Http) -> bool:
     """The counters equal the todos, and every subscription has caught up."""
-    todos = api.json("GET", "/todos", timeout=15)[1]
+    status_code, todos = api.json("GET", "/todos", timeout=15)
+    if status_code != 200:  # a node died under this call: ask again
+        _settled.last = (status_code, todos)  # type: ignore[attr-defined]
+        return False
     counted = {"total": 0, "completed": 0, **metrics(api)}  # never moved: 0
     status = c.status()
     lag = [s for s in status["cursors"] if s["position"] < status["head"]]
