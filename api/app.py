@@ -32,6 +32,7 @@ from engine.durable import DurableTriggers
 from engine.http_functions import HttpFunctions
 from engine.ids import random_uuid
 from engine.logs import LogSink
+from engine.observers import install as install_observers
 from engine.pubsub import Availability, PubSubModule
 from engine.queues import QueueModule
 from engine.state import StateModule
@@ -105,6 +106,8 @@ class Server:
             writer.run(), name="log-writer"
         )
         introspection.install(engine)
+        observers = install_observers(engine)
+        observers.start()
         durable = DurableTriggers(engine, cfg.triggers)
         self._durable = durable
         durable.start()
@@ -136,7 +139,9 @@ class Server:
         if cfg.cron is not None:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
-            make_worker_app(engine, logs, channels, http_functions),
+            make_worker_app(
+                engine, logs, channels, http_functions, observers=observers
+            ),
             cfg.worker.host,
             cfg.worker.port,
         )

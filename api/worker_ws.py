@@ -30,6 +30,8 @@ from engine.errors import EngineError
 from engine.http_functions import HttpFunctions
 from engine.ids import random_uuid
 from engine.logs import LogSink
+from engine.observe_rules import Descriptor, clean_caller
+from engine.observers import Observers, observed_item
 from engine.peer import Invocation, Rejection
 from engine.remote_triggers import WorkerTriggerTypes
 
@@ -65,6 +67,20 @@ from .protocol import (
     clip,
     encode,
 )
+from .protocol_observe import (
+    ENGINE_FEATURES,
+    OBSERVE_V1,
+    FunctionRegistered,
+    InvocationsObserved,
+    LocalInvocationStats,
+    Observe,
+    ObserverAck,
+    ObserverAdded,
+    ObserveResult,
+    ObserverRemoved,
+    ObserverStateChanged,
+    Unobserve,
+)
 from .rbac import RbacConfig
 from .rbac_session import RbacGate, Registration, authenticate
 from .session import Event, FrameDropped, Telemetry, WorkerSession
@@ -81,6 +97,7 @@ class Listener:
     logs: LogSink
     http_functions: HttpFunctions | None
     rbac: RbacConfig | None
+    observers: Observers | None = None
 
 
 LISTENER = web.AppKey("listener", Listener)
@@ -113,6 +130,12 @@ class WorkerConnection:
         self.metadata: dict[str, Any] = {}
         self.connected_at_ms = now_ms()
         self.inflight: set[str] = set()
+        # What this listener offers: observe is not offered on RBAC ports
+        # (their middleware and hooks see every call and registration), nor
+        # to another node. ``features``: what the connection declared of it.
+        plain = gate is None and not node_link and listener.observers is not None
+        self.offered = ENGINE_FEATURES if plain else ()
+        self.features: frozenset[str] = frozenset()
 
     @property
     def closed(self) -> bool:
@@ -127,16 +150,19 @@ class WorkerConnection:
     async def deliver(self, call: Invocation) -> None:
         if self.session.closed:
             raise EngineError("invocation_stopped", "Invocation stopped")
-        await self._send(
-            CallDelivery(
-                call.invocation_id,
-                call.function_id,
-                call.data,
-                call.metadata,
-                call.traceparent,
-                call.baggage,
-            )
+        delivery = CallDelivery(
+            call.invocation_id,
+            call.function_id,
+            call.data,
+            call.metadata,
+            call.traceparent,
+            call.baggage,
         )
+        if OBSERVE_V1 in self.features:
+            delivery.caller = call.caller
+            delivery.observe_depth = call.observe_depth
+            delivery.activation = call.activation
+        await self._send(delivery)
 
     async def forward_trigger(self, binding: TriggerBinding) -> None:
         await self._send(
@@ -175,6 +201,45 @@ class WorkerConnection:
         )
         await self.close()
 
+    # observe.v1: small control frames, pushed in order without waiting
+
+    def observer_state(
+        self,
+        observer_id: str,
+        state: str,
+        reason: dict[str, str] | None,
+        fires: int,
+        reply: bool,
+    ) -> None:
+        if reply:
+            self._push(ObserveResult(observer_id, state, reason))
+        else:
+            self._push(ObserverStateChanged(observer_id, state, fires, reason))
+
+    def function_confirmed(
+        self,
+        function_id: str,
+        namespace: str,
+        revision: int,
+        local_dispatch: bool,
+        observers: list[dict[str, Any]],
+    ) -> None:
+        self._push(
+            FunctionRegistered(
+                function_id, namespace, revision, local_dispatch, observers
+            )
+        )
+
+    def observer_added(
+        self, function_id: str, namespace: str, revision: int, observer: dict[str, Any]
+    ) -> None:
+        self._push(ObserverAdded(function_id, namespace, revision, observer))
+
+    def observer_removed(
+        self, function_id: str, namespace: str, revision: int, observer_id: str
+    ) -> None:
+        self._push(ObserverRemoved(function_id, namespace, revision, observer_id))
+
     # -- frames ------------------------------------------------------------------
 
     def _push(self, message: Outgoing) -> None:
@@ -190,7 +255,7 @@ class WorkerConnection:
         if not self.node_link:
             self.engine.connect(self)
         try:
-            self.frames.push(self.session.welcome())
+            self.frames.push(self.session.welcome(self.offered))
             async for msg in self.ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     for event in self.session.receive(msg.data):
@@ -226,6 +291,8 @@ class WorkerConnection:
         engine = self.engine
         match event:
             case InvokeFunction():
+                if event.function_id == "engine::workers::register":
+                    self._declare(event.data)
                 # Never wait here: the results this socket must deliver come
                 # in on it too. Tasks start in arrival order, and so reach
                 # the writer in that order.
@@ -238,6 +305,8 @@ class WorkerConnection:
                 await self._register_function(event)
             case UnregisterFunction():
                 engine.unregister_function(self, event.id)
+                if self.listener.observers is not None:
+                    self.listener.observers.function_unregistered(self, event.id)
             case RegisterTrigger():
                 await self._register_trigger(event)
             case UnregisterTrigger():
@@ -254,6 +323,15 @@ class WorkerConnection:
                 await self.listener.trigger_types.result(self, event.id, event.error)
             case Reattach():
                 await self._reattach(event)
+            case Observe() | Unobserve() | ObserverAck():
+                self._observe_control(event)
+            case InvocationsObserved():
+                self._observed(event)
+            case LocalInvocationStats():
+                if self.listener.observers is not None:
+                    self.listener.observers.local_invocations(
+                        event.functions, event.dropped_reports
+                    )
             case Ping():
                 await self._send(PongReply())
             case Pong() | RegisterService():
@@ -266,6 +344,68 @@ class WorkerConnection:
                 log.warning("worker %s: frame dropped: %s", self.id, event)
             case _:
                 assert_never(event)
+
+    def _declare(self, data: Any) -> None:
+        """The features a connection declares ride on its metadata call; they
+        are read here, in frame order, so what it sends next finds them."""
+        declared = data.get("features") if isinstance(data, dict) else None
+        if isinstance(declared, list) and self.offered:
+            self.features = frozenset(f for f in declared if f in self.offered)
+
+    def _observe_control(self, event: Observe | Unobserve | ObserverAck) -> None:
+        observers = self.listener.observers
+        if observers is None:
+            return
+        match event:
+            case Observe():
+                options = {
+                    "metadata": event.metadata,
+                    "max_fires": event.max_fires,
+                    "expires_in_ms": event.expires_in_ms,
+                    "max_in_flight": event.max_in_flight,
+                }
+                observers.observe(self, event.id, event.source, event.target, options)
+            case Unobserve():
+                observers.unobserve(self, event.id)
+            case ObserverAck():
+                observers.ack(
+                    self, event.function_id, event.namespace, event.id, event.error
+                )
+
+    def _observed(self, event: InvocationsObserved) -> None:
+        observers = self.listener.observers
+        if observers is None or OBSERVE_V1 not in self.features:
+            return
+        items = []
+        for item in event.items:
+            event_ = observed_item(
+                item.function_id,
+                item.namespace,
+                item.invocation_id,
+                item.status,
+                item.parts(),
+                item.started_at_ms,
+                item.duration_ms,
+                item.observe_depth,
+            )
+            items.append((item.function_id, item.namespace, item.matched, event_))
+        observers.reported(self, items)
+
+    def _confirm(self, function_id: str) -> None:
+        """Tell the observers a function of this connection is registered."""
+        observers = self.listener.observers
+        if observers is None:
+            return
+        ns = self.namespace
+        table = (
+            self.engine.functions
+            if ns == DEFAULT_NS
+            else self.engine.namespaced.get(ns)
+        )
+        served = table.served(function_id) if table is not None else []
+        mine = [e for e in served if e.owner is self]
+        if mine:
+            observers.function_registered(self, mine[-1])
 
     async def _admit(self, msg: Registration) -> Registration | None:
         """Through the RBAC hooks on an RBAC port; unchanged otherwise."""
@@ -285,26 +425,31 @@ class WorkerConnection:
                     " iii-http-functions module is not loaded",
                     clip(admitted.id),
                 )
-            else:
-                http_functions.register(
-                    self,
-                    admitted.id,
-                    admitted.invocation,
-                    admitted.description,
-                    admitted.metadata,
-                )
+            elif http_functions.register(
+                self,
+                admitted.id,
+                admitted.invocation,
+                admitted.description,
+                admitted.metadata,
+            ):
+                self._confirm(admitted.id)
             return
+        function_id = (
+            admitted.id if self.gate is None else self.gate.function_id(msg.id)
+        )
         self.engine.register_function(
             self,
             FunctionEntry(
-                admitted.id if self.gate is None else self.gate.function_id(msg.id),
+                function_id,
                 description=admitted.description,
                 request_format=admitted.request_format,
                 response_format=admitted.response_format,
                 metadata=admitted.metadata,
                 wire_id=None if self.gate is None else msg.id,
+                observe=None if msg.observe is None else Descriptor.parse(msg.observe),
             ),
         )
+        self._confirm(function_id)
 
     async def _register_trigger(self, msg: RegisterTrigger) -> None:
         admitted = await self._admit(msg)
@@ -352,6 +497,11 @@ class WorkerConnection:
             namespace=msg.namespace,
             local_only=self.node_link,
         )
+        observe = OBSERVE_V1 in self.features
+        if observe and msg.caller is not None:
+            ctx.caller_ref = clean_caller(msg.caller)
+        if observe and isinstance(msg.observe_depth, int) and msg.observe_depth > 0:
+            ctx.observe_depth = msg.observe_depth
         # A trigger delivery led by another node: the handler's writes reach
         # this node (its worker is here), so they are tagged here.
         delivery = trace_id(msg.traceparent) if msg.iiilog_delivery else None
@@ -360,7 +510,10 @@ class WorkerConnection:
         try:
             if msg.namespace is not None and not msg.namespace.strip():
                 raise EngineError("INVALID_NAMESPACE", "namespace must not be blank")
-            if self.gate is not None:
+            observers = self.listener.observers
+            if observe and msg.activation is not None and observers is not None:
+                result = await observers.owner_call(self, msg.activation, msg.data, ctx)
+            elif self.gate is not None:
                 result = await self.gate.invoke(msg, ctx, self)
             elif action == "enqueue":
                 queue = (msg.action or {}).get("queue")
@@ -454,10 +607,11 @@ def make_worker_app(
     channels: ChannelRegistry,
     http_functions: HttpFunctions | None = None,
     rbac: RbacConfig | None = None,
+    observers: Observers | None = None,
 ) -> web.Application:
     app = web.Application()
     app[LISTENER] = Listener(
-        engine, WorkerTriggerTypes(engine), logs, http_functions, rbac
+        engine, WorkerTriggerTypes(engine), logs, http_functions, rbac, observers
     )
     app[CHANNELS] = channels
     app.router.add_get("/otel", otel_handler)
