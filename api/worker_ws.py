@@ -31,13 +31,14 @@ from engine.http_functions import HttpFunctions
 from engine.ids import random_uuid
 from engine.logs import LogSink
 from engine.observe_rules import Descriptor, clean_caller
-from engine.observers import Observers, observed_item
+from engine.observers import Observers
 from engine.peer import Invocation, Rejection
 from engine.remote_triggers import WorkerTriggerTypes
 
 from .channel_ws import CHANNELS, channel_handler
 from .frames import CLOSE_TIMEOUT_S, FrameWriter
 from .node_link import NODE_PARAM
+from .observe_bridge import ObservingPeer
 from .protocol import (
     MAX_MESSAGE_BYTES,
     AuthFailed,
@@ -70,15 +71,10 @@ from .protocol import (
 from .protocol_observe import (
     ENGINE_FEATURES,
     OBSERVE_V1,
-    FunctionRegistered,
     InvocationsObserved,
     LocalInvocationStats,
     Observe,
     ObserverAck,
-    ObserverAdded,
-    ObserveResult,
-    ObserverRemoved,
-    ObserverStateChanged,
     Unobserve,
 )
 from .rbac import RbacConfig
@@ -103,7 +99,7 @@ class Listener:
 LISTENER = web.AppKey("listener", Listener)
 
 
-class WorkerConnection:
+class WorkerConnection(ObservingPeer):
     """One worker socket; the engine's ``Peer``."""
 
     def __init__(
@@ -200,45 +196,6 @@ class WorkerConnection:
             )
         )
         await self.close()
-
-    # observe.v1: small control frames, pushed in order without waiting
-
-    def observer_state(
-        self,
-        observer_id: str,
-        state: str,
-        reason: dict[str, str] | None,
-        fires: int,
-        reply: bool,
-    ) -> None:
-        if reply:
-            self._push(ObserveResult(observer_id, state, reason))
-        else:
-            self._push(ObserverStateChanged(observer_id, state, fires, reason))
-
-    def function_confirmed(
-        self,
-        function_id: str,
-        namespace: str,
-        revision: int,
-        local_dispatch: bool,
-        observers: list[dict[str, Any]],
-    ) -> None:
-        self._push(
-            FunctionRegistered(
-                function_id, namespace, revision, local_dispatch, observers
-            )
-        )
-
-    def observer_added(
-        self, function_id: str, namespace: str, revision: int, observer: dict[str, Any]
-    ) -> None:
-        self._push(ObserverAdded(function_id, namespace, revision, observer))
-
-    def observer_removed(
-        self, function_id: str, namespace: str, revision: int, observer_id: str
-    ) -> None:
-        self._push(ObserverRemoved(function_id, namespace, revision, observer_id))
 
     # -- frames ------------------------------------------------------------------
 
@@ -344,68 +301,6 @@ class WorkerConnection:
                 log.warning("worker %s: frame dropped: %s", self.id, event)
             case _:
                 assert_never(event)
-
-    def _declare(self, data: Any) -> None:
-        """The features a connection declares ride on its metadata call; they
-        are read here, in frame order, so what it sends next finds them."""
-        declared = data.get("features") if isinstance(data, dict) else None
-        if isinstance(declared, list) and self.offered:
-            self.features = frozenset(f for f in declared if f in self.offered)
-
-    def _observe_control(self, event: Observe | Unobserve | ObserverAck) -> None:
-        observers = self.listener.observers
-        if observers is None:
-            return
-        match event:
-            case Observe():
-                options = {
-                    "metadata": event.metadata,
-                    "max_fires": event.max_fires,
-                    "expires_in_ms": event.expires_in_ms,
-                    "max_in_flight": event.max_in_flight,
-                }
-                observers.observe(self, event.id, event.source, event.target, options)
-            case Unobserve():
-                observers.unobserve(self, event.id)
-            case ObserverAck():
-                observers.ack(
-                    self, event.function_id, event.namespace, event.id, event.error
-                )
-
-    def _observed(self, event: InvocationsObserved) -> None:
-        observers = self.listener.observers
-        if observers is None or OBSERVE_V1 not in self.features:
-            return
-        items = []
-        for item in event.items:
-            event_ = observed_item(
-                item.function_id,
-                item.namespace,
-                item.invocation_id,
-                item.status,
-                item.parts(),
-                item.started_at_ms,
-                item.duration_ms,
-                item.observe_depth,
-            )
-            items.append((item.function_id, item.namespace, item.matched, event_))
-        observers.reported(self, items)
-
-    def _confirm(self, function_id: str) -> None:
-        """Tell the observers a function of this connection is registered."""
-        observers = self.listener.observers
-        if observers is None:
-            return
-        ns = self.namespace
-        table = (
-            self.engine.functions
-            if ns == DEFAULT_NS
-            else self.engine.namespaced.get(ns)
-        )
-        served = table.served(function_id) if table is not None else []
-        mine = [e for e in served if e.owner is self]
-        if mine:
-            observers.function_registered(self, mine[-1])
 
     async def _admit(self, msg: Registration) -> Registration | None:
         """Through the RBAC hooks on an RBAC port; unchanged otherwise."""

@@ -71,34 +71,6 @@ class Observer:
     def legacy(self) -> bool:
         return self.spec.legacy is not None
 
-    def view(self) -> dict[str, Any]:
-        """What ``engine::observers::get`` shows."""
-        spec = self.spec
-        out: dict[str, Any] = {
-            "id": spec.id,
-            "state": self.state,
-            "source": {"function_id": spec.source[1], "namespace": spec.source[0]},
-            "target": {"function_id": spec.target[1], "namespace": spec.target[0]},
-            **{k: v for k, v in spec.info().items() if k not in ("id", "target")},
-            "deliver": spec.deliver,
-            "max_in_flight": spec.max_in_flight,
-            "fires": self.fires,
-            "in_flight": self.in_flight,
-            "queued": len(self.queue),
-            "failures": self.failures,
-            "dropped": dict(self.dropped),
-        }
-        for name, value in (
-            ("reason", self.reason),
-            ("metadata", spec.metadata),
-            ("max_fires", spec.max_fires),
-            ("expires_at_ms", self.expires_at),
-            ("worker_id", self.peer),
-        ):
-            if value is not None:
-                out[name] = value
-        return out
-
 
 @dataclass(eq=False)
 class Activation:

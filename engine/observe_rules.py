@@ -357,3 +357,31 @@ def activation_caller(event: Event) -> dict[str, Any]:
     if parent:
         out["parent"] = parent
     return out
+
+
+def observed_item(
+    function_id: str,
+    namespace: str | None,
+    invocation_id: str,
+    status: str,
+    parts: dict[str, Any],
+    started_at_ms: float,
+    duration_ms: float,
+    observe_depth: int,
+) -> Event:
+    """An ``invocationsobserved`` item as an ``Event``."""
+    caller = clean_caller(parts.get("caller"))
+    if caller is None:
+        parts.pop("caller", None)
+    else:
+        parts["caller"] = caller
+    return Event(
+        function_id,
+        namespace or "default",
+        invocation_id,
+        "error" if status == "error" else "success",
+        parts,
+        int(started_at_ms),
+        float(duration_ms),
+        max(0, observe_depth),
+    )

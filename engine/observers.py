@@ -15,13 +15,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .core import DEFAULT_NS, CallContext, Engine, FunctionEntry, TriggerBinding, now_ms
-from .errors import EngineError, TriggerRegistrationFailed
+from .core import DEFAULT_NS, CallContext, Engine, FunctionEntry, now_ms
+from .errors import EngineError
 from .ids import random_uuid
 from .observe_book import (
     Activation,
     Added,
     Effect,
+    Observer,
     ObserverBook,
     Refused,
     Removed,
@@ -29,15 +30,12 @@ from .observe_book import (
     Source,
     Status,
 )
+from .observe_legacy import LegacyShim
 from .observe_rules import (
     PLAIN,
-    Descriptor,
     Event,
     FnKey,
     ObserveError,
-    check_source,
-    clean_caller,
-    legacy_spec,
     parse_observe,
 )
 from .peer import Peer
@@ -86,45 +84,13 @@ class _Registry:
         return bool(self._served(key))
 
 
-class LegacyProvider:
-    """The legacy shim: ``registertrigger`` of a type that an observable
-    function declares (``legacy_trigger_type``) becomes an observer of it."""
-
-    def __init__(self, observers: Observers, trigger_type: str, source: FnKey) -> None:
-        self.observers = observers
-        self.trigger_type = trigger_type
-        self.source = source
-
-    async def register(self, binding: TriggerBinding) -> None:
-        spec = legacy_spec(
-            binding.id,
-            self.trigger_type,
-            self.source,
-            (binding.namespace or DEFAULT_NS, binding.function_id),
-            binding.config,
-            binding.metadata,
-        )
-        found = self.observers.world.source(self.source)
-        if found is not None:
-            try:
-                check_source(spec, found.descriptor)
-            except ObserveError as e:
-                raise TriggerRegistrationFailed(f"{e.code}: {e.message}") from None
-        self.observers.apply(
-            self.observers.book.observe(spec, None, self.observers.world, now_ms())
-        )
-
-    async def unregister(self, binding: TriggerBinding) -> None:
-        self.observers.apply(self.observers.book.unobserve(binding.id, None))
-
-
 class Observers:
     def __init__(self, engine: Engine, book: ObserverBook | None = None) -> None:
         self.engine = engine
         self.book = book or ObserverBook()
         self.world = _Registry(engine)
         self.ready: set[str] = set()  # peers whose worker metadata arrived
-        self.legacy: dict[str, LegacyProvider] = {}
+        self.legacy = LegacyShim(self)
         self.local_stats: dict[str, dict[str, Any]] = {}
         self._refresh_due = False
         self._wake = asyncio.Event()
@@ -239,16 +205,14 @@ class Observers:
 
     def _refresh(self) -> None:
         self._refresh_due = False
-        for trigger_type, provider in list(self.legacy.items()):
-            if self.world.source(provider.source) is None:
-                self._drop_legacy(trigger_type)
+        self.legacy.prune()
         self.apply(self.book.refresh(self.world))
 
     def function_registered(self, peer: Peer, entry: FunctionEntry) -> None:
         """A worker's function landed in the registry (the bridge tells)."""
         descriptor = entry.observe
         if descriptor is not None and descriptor.legacy_trigger_type is not None:
-            self._install_legacy(descriptor, entry_key(entry))
+            self.legacy.declared(descriptor.legacy_trigger_type, entry_key(entry))
         if peer.id in self.ready:
             self._confirm(peer, entry)
 
@@ -264,49 +228,6 @@ class Observers:
         local = LOCAL_DISPATCH_V1 in peer.features
         peer.function_confirmed(entry.id, key[0], revision, local, infos)
         self.apply(effects)
-
-    def _install_legacy(self, descriptor: Descriptor, key: FnKey) -> None:
-        trigger_type = descriptor.legacy_trigger_type
-        assert trigger_type is not None
-        current = self.engine.providers.get(trigger_type)
-        if current is not None and not isinstance(current, LegacyProvider):
-            log.warning(
-                "trigger type %s has a provider; legacy shim of %s unused",
-                trigger_type,
-                key[1],
-            )
-            return
-        provider = LegacyProvider(self, trigger_type, key)
-        self.legacy[trigger_type] = provider
-        self.engine.add_provider(
-            trigger_type, provider, f"legacy trigger type of {key[1]}"
-        )
-        self.engine.spawn(
-            self._replay_legacy(trigger_type), name=f"observe:legacy:{trigger_type}"
-        )
-
-    async def _replay_legacy(self, trigger_type: str) -> None:
-        """Bindings of the type that waited (parked) become observers."""
-        for binding in list(self.engine.triggers.values()):
-            provider = self.legacy.get(trigger_type)
-            if provider is None or binding.trigger_type != trigger_type:
-                continue
-            try:
-                await provider.register(binding)
-            except EngineError as e:
-                if binding.owner is not None:
-                    await binding.owner.trigger_refused(binding, e.body())
-
-    def _drop_legacy(self, trigger_type: str) -> None:
-        """The function went away: its bindings stay, parked, as for any
-        provider; their observers end."""
-        provider = self.legacy.pop(trigger_type)
-        if self.engine.providers.get(trigger_type) is provider:
-            del self.engine.providers[trigger_type]
-            self.engine.trigger_type_info.pop(trigger_type, None)
-        for binding in list(self.engine.triggers.values()):
-            if binding.trigger_type == trigger_type:
-                self.apply(self.book.unobserve(binding.id, None))
 
     # -- messages from workers ------
 
@@ -497,13 +418,13 @@ class Observers:
             )
             if obs is None:
                 raise EngineError("NOT_FOUND", f"Observer {observer_id} not found")
-            return {"observer": obs.view()}
+            return {"observer": observer_view(obs)}
 
         async def list_all(data: Any, ctx: CallContext) -> Any:
             opts = data if isinstance(data, dict) else {}
             function_id = opts.get("function_id")
             views = [
-                o.view()
+                observer_view(o)
                 for o in self.book.live()
                 if function_id is None or o.spec.source[1] == function_id
             ]
@@ -515,6 +436,35 @@ class Observers:
         self.engine.add_builtin("engine::observers::list", list_all, "Every observer")
 
 
+def observer_view(obs: Observer) -> dict[str, Any]:
+    """What ``engine::observers::get`` shows."""
+    spec = obs.spec
+    out: dict[str, Any] = {
+        "id": spec.id,
+        "state": obs.state,
+        "source": {"function_id": spec.source[1], "namespace": spec.source[0]},
+        "target": {"function_id": spec.target[1], "namespace": spec.target[0]},
+        **{k: v for k, v in spec.info().items() if k not in ("id", "target")},
+        "deliver": spec.deliver,
+        "max_in_flight": spec.max_in_flight,
+        "fires": obs.fires,
+        "in_flight": obs.in_flight,
+        "queued": len(obs.queue),
+        "failures": obs.failures,
+        "dropped": dict(obs.dropped),
+    }
+    for name, value in (
+        ("reason", obs.reason),
+        ("metadata", spec.metadata),
+        ("max_fires", spec.max_fires),
+        ("expires_at_ms", obs.expires_at),
+        ("worker_id", obs.peer),
+    ):
+        if value is not None:
+            out[name] = value
+    return out
+
+
 def install(engine: Engine) -> Observers:
     """Observers for ``engine``: its invocation watch, its events, builtins."""
     observers = Observers(engine)
@@ -522,31 +472,3 @@ def install(engine: Engine) -> Observers:
     engine.listeners.append(observers.on_engine_event)
     observers.install_builtins()
     return observers
-
-
-def observed_item(
-    function_id: str,
-    namespace: str | None,
-    invocation_id: str,
-    status: str,
-    parts: dict[str, Any],
-    started_at_ms: float,
-    duration_ms: float,
-    observe_depth: int,
-) -> Event:
-    """An ``invocationsobserved`` item as an ``Event``."""
-    caller = clean_caller(parts.get("caller"))
-    if caller is None:
-        parts.pop("caller", None)
-    else:
-        parts["caller"] = caller
-    return Event(
-        function_id,
-        namespace or DEFAULT_NS,
-        invocation_id,
-        "error" if status == "error" else "success",
-        parts,
-        int(started_at_ms),
-        float(duration_ms),
-        max(0, observe_depth),
-    )
