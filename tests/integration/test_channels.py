@@ -12,7 +12,7 @@ import pytest
 from iii.helpers import create_channel
 from iii_helpers.http import http
 
-from tests.harness import EngineProcess, Http, call, sdk_worker, wait_until
+from tests.harness import EngineProcess, Http, sdk_worker, wait_until
 
 PDF = bytes(range(256)) * 4096  # 1 MiB of every byte value
 
