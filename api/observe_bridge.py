@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from engine.core import DEFAULT_NS, Engine
-from engine.observe_rules import observed_item
+from engine.core import DEFAULT_NS, CallContext, Engine
+from engine.observe_rules import clean_caller, observed_item
 from engine.peer import Peer
 
-from .protocol import Outgoing
+from .protocol import InvokeFunction, Outgoing
 from .protocol_observe import (
     OBSERVE_V1,
     FunctionRegistered,
@@ -91,6 +91,18 @@ class ObservingPeer:
         self._push(ObserverRemoved(function_id, namespace, revision, observer_id))
 
     # -- from the connection's frames ------
+
+    def _observe_fields(self, msg: InvokeFunction, ctx: CallContext) -> bool:
+        """The observe fields of a call, from a connection that declared
+        observe.v1 (ignored from others); True for such a connection."""
+        if OBSERVE_V1 not in self.features:
+            return False
+        if msg.caller is not None:
+            ctx.caller_ref = clean_caller(msg.caller)
+        depth = msg.observe_depth
+        if isinstance(depth, int) and not isinstance(depth, bool) and depth > 0:
+            ctx.observe_depth = depth
+        return True
 
     def _declare(self, data: Any) -> None:
         """The features a connection declares ride on its metadata call; they

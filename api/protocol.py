@@ -21,14 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from eventlog.codec import dumps_bytes, loads
 
-from .protocol_observe import (
-    InvocationsObserved,
-    LocalInvocationStats,
-    Observe,
-    ObserveOutgoing,
-    ObserverAck,
-    Unobserve,
-)
+from .protocol_observe import ObserveMessage, ObserveOutgoing
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # A peer's strings (types, function ids) can be megabytes long; what we log of
@@ -203,11 +196,7 @@ IncomingMessage = (
     | Reattach
     | Ping
     | Pong
-    | Observe
-    | Unobserve
-    | ObserverAck
-    | InvocationsObserved
-    | LocalInvocationStats
+    | ObserveMessage
 )
 Message = Annotated[IncomingMessage, Field(discriminator="type")]
 _MESSAGE: TypeAdapter[IncomingMessage] = TypeAdapter(Message)

@@ -30,7 +30,7 @@ from engine.errors import EngineError
 from engine.http_functions import HttpFunctions
 from engine.ids import random_uuid
 from engine.logs import LogSink
-from engine.observe_rules import Descriptor, clean_caller
+from engine.observe_rules import Descriptor
 from engine.observers import Observers
 from engine.peer import Invocation, Rejection
 from engine.remote_triggers import WorkerTriggerTypes
@@ -392,11 +392,7 @@ class WorkerConnection(ObservingPeer):
             namespace=msg.namespace,
             local_only=self.node_link,
         )
-        observe = OBSERVE_V1 in self.features
-        if observe and msg.caller is not None:
-            ctx.caller_ref = clean_caller(msg.caller)
-        if observe and isinstance(msg.observe_depth, int) and msg.observe_depth > 0:
-            ctx.observe_depth = msg.observe_depth
+        observe = self._observe_fields(msg, ctx)
         # A trigger delivery led by another node: the handler's writes reach
         # this node (its worker is here), so they are tagged here.
         delivery = trace_id(msg.traceparent) if msg.iiilog_delivery else None
