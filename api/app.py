@@ -33,6 +33,7 @@ from engine.durable import DurableTriggers
 from engine.http_functions import HttpFunctions
 from engine.ids import random_uuid
 from engine.logs import LogSink
+from engine.observers import install as install_observers
 from engine.pubsub import Availability, PubSubModule
 from engine.queue_admin import QueueAdmin
 from engine.queues import QueueModule
@@ -112,6 +113,8 @@ class Server:
             writer.run(), name="log-writer"
         )
         introspection.install(engine)
+        observers = install_observers(engine)
+        observers.start()
         durable = DurableTriggers(engine, cfg.triggers)
         self._durable = durable
         durable.start()
@@ -148,7 +151,9 @@ class Server:
         if cfg.cron is not None:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
-            make_worker_app(engine, logs, channels, http_functions),
+            make_worker_app(
+                engine, logs, channels, http_functions, observers=observers
+            ),
             cfg.worker.host,
             cfg.worker.port,
         )

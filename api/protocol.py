@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from eventlog.codec import dumps_bytes, loads
 
+from .protocol_observe import ObserveMessage, ObserveOutgoing
+
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # A peer's strings (types, function ids) can be megabytes long; what we log of
 # them is cut to this many characters.
@@ -81,6 +83,9 @@ class RegisterFunction(_Msg):
     response_format: Any = None
     metadata: Any = None
     invocation: dict[str, Any] | None = None
+    observe: Any = (
+        None  # observe.v1: {delivery, args_format, legacy_trigger_type, allow}
+    )
 
 
 class UnregisterFunction(_Msg):
@@ -98,6 +103,11 @@ class InvokeFunction(_Msg):
     namespace: str | None = None
     traceparent: str | None = None
     baggage: str | None = None
+    # observe.v1: the handler the call is made from, the observe hops so far,
+    # and the observer of an owner's ``obs.call``
+    caller: Any = None
+    observe_depth: Any = None
+    activation: Any = None
     # iiilog, node to node only: the call is a trigger delivery (tag its writes)
     iiilog_delivery: bool = False
 
@@ -186,6 +196,7 @@ IncomingMessage = (
     | Reattach
     | Ping
     | Pong
+    | ObserveMessage
 )
 Message = Annotated[IncomingMessage, Field(discriminator="type")]
 _MESSAGE: TypeAdapter[IncomingMessage] = TypeAdapter(Message)
@@ -231,18 +242,23 @@ def parse_frame(frame: str | bytes) -> IncomingMessage:
 
 @dataclass(slots=True)
 class WorkerRegistered:
-    """Sent right after the upgrade: the connection's id and reattach secret."""
+    """Sent right after the upgrade: the connection's id, its reattach secret
+    and the features the engine offers it (used only if it declares them too)."""
 
     type: ClassVar[str] = "workerregistered"
     worker_id: str
     reattach_token: str
+    features: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "type": "workerregistered",
             "worker_id": self.worker_id,
             "reattach_token": self.reattach_token,
         }
+        if self.features:
+            out["features"] = list(self.features)
+        return out
 
 
 @dataclass(slots=True)
@@ -256,6 +272,10 @@ class CallDelivery:
     metadata: Any = None
     traceparent: str | None = None
     baggage: str | None = None
+    # observe.v1 connections only: who started it, observe hops, the observer
+    caller: dict[str, Any] | None = None
+    observe_depth: int = 0
+    activation: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -270,6 +290,12 @@ class CallDelivery:
             out["traceparent"] = self.traceparent
         if self.baggage:
             out["baggage"] = self.baggage
+        if self.caller is not None:
+            out["caller"] = self.caller
+        if self.observe_depth:
+            out["observe_depth"] = self.observe_depth
+        if self.activation is not None:
+            out["activation"] = self.activation
         return out
 
 
@@ -449,6 +475,7 @@ Outgoing = (
     | RegistrationRejected
     | PongReply
     | AuthFailed
+    | ObserveOutgoing
 )
 
 

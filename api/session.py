@@ -92,9 +92,12 @@ class WorkerSession:
             raise SessionClosed(f"{message.type} not sent: the session has ended")
         return dumps_bytes(message.to_dict())
 
-    def welcome(self) -> bytes:
-        """``workerregistered``: the first frame, right after the upgrade."""
-        return self.send(WorkerRegistered(self.worker_id, self.reattach_token))
+    def welcome(self, features: tuple[str, ...] = ()) -> bytes:
+        """``workerregistered``: the first frame, right after the upgrade,
+        with what the engine offers this connection."""
+        return self.send(
+            WorkerRegistered(self.worker_id, self.reattach_token, features)
+        )
 
     def accepts_reattach(self, token: str | None) -> bool:
         """Does ``token`` prove the sender held this connection (§1.6)?"""

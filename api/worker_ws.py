@@ -30,12 +30,15 @@ from engine.errors import EngineError
 from engine.http_functions import HttpFunctions
 from engine.ids import random_uuid
 from engine.logs import LogSink
+from engine.observe_rules import Descriptor
+from engine.observers import Observers
 from engine.peer import Invocation, Rejection
 from engine.remote_triggers import WorkerTriggerTypes
 
 from .channel_ws import CHANNELS, channel_handler
 from .frames import CLOSE_TIMEOUT_S, FrameWriter
 from .node_link import NODE_PARAM
+from .observe_bridge import ObservingPeer
 from .protocol import (
     MAX_MESSAGE_BYTES,
     AuthFailed,
@@ -65,6 +68,15 @@ from .protocol import (
     clip,
     encode,
 )
+from .protocol_observe import (
+    ENGINE_FEATURES,
+    OBSERVE_V1,
+    InvocationsObserved,
+    LocalInvocationStats,
+    Observe,
+    ObserverAck,
+    Unobserve,
+)
 from .rbac import RbacConfig
 from .rbac_session import RbacGate, Registration, authenticate
 from .session import Event, FrameDropped, Telemetry, WorkerSession
@@ -81,12 +93,13 @@ class Listener:
     logs: LogSink
     http_functions: HttpFunctions | None
     rbac: RbacConfig | None
+    observers: Observers | None = None
 
 
 LISTENER = web.AppKey("listener", Listener)
 
 
-class WorkerConnection:
+class WorkerConnection(ObservingPeer):
     """One worker socket; the engine's ``Peer``."""
 
     def __init__(
@@ -113,6 +126,12 @@ class WorkerConnection:
         self.metadata: dict[str, Any] = {}
         self.connected_at_ms = now_ms()
         self.inflight: set[str] = set()
+        # What this listener offers: observe is not offered on RBAC ports
+        # (their middleware and hooks see every call and registration), nor
+        # to another node. ``features``: what the connection declared of it.
+        plain = gate is None and not node_link and listener.observers is not None
+        self.offered = ENGINE_FEATURES if plain else ()
+        self.features: frozenset[str] = frozenset()
 
     @property
     def closed(self) -> bool:
@@ -127,16 +146,19 @@ class WorkerConnection:
     async def deliver(self, call: Invocation) -> None:
         if self.session.closed:
             raise EngineError("invocation_stopped", "Invocation stopped")
-        await self._send(
-            CallDelivery(
-                call.invocation_id,
-                call.function_id,
-                call.data,
-                call.metadata,
-                call.traceparent,
-                call.baggage,
-            )
+        delivery = CallDelivery(
+            call.invocation_id,
+            call.function_id,
+            call.data,
+            call.metadata,
+            call.traceparent,
+            call.baggage,
         )
+        if OBSERVE_V1 in self.features:
+            delivery.caller = call.caller
+            delivery.observe_depth = call.observe_depth
+            delivery.activation = call.activation
+        await self._send(delivery)
 
     async def forward_trigger(self, binding: TriggerBinding) -> None:
         await self._send(
@@ -190,7 +212,7 @@ class WorkerConnection:
         if not self.node_link:
             self.engine.connect(self)
         try:
-            self.frames.push(self.session.welcome())
+            self.frames.push(self.session.welcome(self.offered))
             async for msg in self.ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     for event in self.session.receive(msg.data):
@@ -226,6 +248,8 @@ class WorkerConnection:
         engine = self.engine
         match event:
             case InvokeFunction():
+                if event.function_id == "engine::workers::register":
+                    self._declare(event.data)
                 # Never wait here: the results this socket must deliver come
                 # in on it too. Tasks start in arrival order, and so reach
                 # the writer in that order.
@@ -238,6 +262,8 @@ class WorkerConnection:
                 await self._register_function(event)
             case UnregisterFunction():
                 engine.unregister_function(self, event.id)
+                if self.listener.observers is not None:
+                    self.listener.observers.function_unregistered(self, event.id)
             case RegisterTrigger():
                 await self._register_trigger(event)
             case UnregisterTrigger():
@@ -254,6 +280,15 @@ class WorkerConnection:
                 await self.listener.trigger_types.result(self, event.id, event.error)
             case Reattach():
                 await self._reattach(event)
+            case Observe() | Unobserve() | ObserverAck():
+                self._observe_control(event)
+            case InvocationsObserved():
+                self._observed(event)
+            case LocalInvocationStats():
+                if self.listener.observers is not None:
+                    self.listener.observers.local_invocations(
+                        event.functions, event.dropped_reports
+                    )
             case Ping():
                 await self._send(PongReply())
             case Pong() | RegisterService():
@@ -285,26 +320,31 @@ class WorkerConnection:
                     " iii-http-functions module is not loaded",
                     clip(admitted.id),
                 )
-            else:
-                http_functions.register(
-                    self,
-                    admitted.id,
-                    admitted.invocation,
-                    admitted.description,
-                    admitted.metadata,
-                )
+            elif http_functions.register(
+                self,
+                admitted.id,
+                admitted.invocation,
+                admitted.description,
+                admitted.metadata,
+            ):
+                self._confirm(admitted.id)
             return
+        function_id = (
+            admitted.id if self.gate is None else self.gate.function_id(msg.id)
+        )
         self.engine.register_function(
             self,
             FunctionEntry(
-                admitted.id if self.gate is None else self.gate.function_id(msg.id),
+                function_id,
                 description=admitted.description,
                 request_format=admitted.request_format,
                 response_format=admitted.response_format,
                 metadata=admitted.metadata,
                 wire_id=None if self.gate is None else msg.id,
+                observe=None if msg.observe is None else Descriptor.parse(msg.observe),
             ),
         )
+        self._confirm(function_id)
 
     async def _register_trigger(self, msg: RegisterTrigger) -> None:
         admitted = await self._admit(msg)
@@ -352,6 +392,7 @@ class WorkerConnection:
             namespace=msg.namespace,
             local_only=self.node_link,
         )
+        observe = self._observe_fields(msg, ctx)
         # A trigger delivery led by another node: the handler's writes reach
         # this node (its worker is here), so they are tagged here.
         delivery = trace_id(msg.traceparent) if msg.iiilog_delivery else None
@@ -360,7 +401,10 @@ class WorkerConnection:
         try:
             if msg.namespace is not None and not msg.namespace.strip():
                 raise EngineError("INVALID_NAMESPACE", "namespace must not be blank")
-            if self.gate is not None:
+            observers = self.listener.observers
+            if observe and msg.activation is not None and observers is not None:
+                result = await observers.owner_call(self, msg.activation, msg.data, ctx)
+            elif self.gate is not None:
                 result = await self.gate.invoke(msg, ctx, self)
             elif action == "enqueue":
                 queue = (msg.action or {}).get("queue")
@@ -454,10 +498,11 @@ def make_worker_app(
     channels: ChannelRegistry,
     http_functions: HttpFunctions | None = None,
     rbac: RbacConfig | None = None,
+    observers: Observers | None = None,
 ) -> web.Application:
     app = web.Application()
     app[LISTENER] = Listener(
-        engine, WorkerTriggerTypes(engine), logs, http_functions, rbac
+        engine, WorkerTriggerTypes(engine), logs, http_functions, rbac, observers
     )
     app[CHANNELS] = channels
     app.router.add_get("/otel", otel_handler)

@@ -23,6 +23,7 @@ from eventlog import EventLogError, LogStore, LogTail, LogWriter, Origin
 from .cluster import Cluster, SoloCluster
 from .errors import EngineError, FunctionNotFound
 from .ids import random_uuid
+from .observe_rules import Descriptor, stamp_caller
 from .peer import Invocation, Peer
 from .registry import FunctionTable
 from .trigger_providers import pending_message
@@ -58,6 +59,19 @@ class CallContext:
     namespace: str | None = None  # where ``function_id`` resolves; None = default
     delivery: bool = False  # a trigger delivery: its writes are tagged (dedupe)
     local_only: bool = False  # forwarded from another node: never forward again
+    # observe.v1: the handler the call was made from (as its worker asserts
+    # it, or the observed call of an activation), the observe hops so far,
+    # and the activation marker of an observer's target call
+    caller_ref: dict[str, Any] | None = None
+    observe_depth: int = 0
+    activation: dict[str, Any] | None = None
+
+    def stamped_caller(self) -> dict[str, Any] | None:
+        """Who started the call: the calling connection, then its handler."""
+        peer = self.caller
+        if peer is None:
+            return stamp_caller(None, None, self.caller_ref)
+        return stamp_caller(peer.id, peer.name, self.caller_ref)
 
     def origin(self) -> Origin:
         return Origin(
@@ -80,6 +94,7 @@ class FunctionEntry:
     response_format: Any = None
     metadata: Any = None
     wire_id: str | None = None  # the id the worker knows it by, when renamed (RBAC)
+    observe: Descriptor | None = None  # registerfunction.observe (observe.v1)
 
     @property
     def worker_name(self) -> str:
@@ -103,6 +118,22 @@ class TriggerBinding:
     owner: Peer | None = None
     state: Any = None  # the provider's own bookkeeping for this binding
     namespace: str | None = None  # where ``function_id`` resolves
+
+
+class InvocationWatch(Protocol):
+    """Sees the invocations of observed functions (``engine/observers.py``)."""
+
+    def watching(self, entry: FunctionEntry) -> bool:
+        """Is ``entry`` observed? Called on every invocation: O(1)."""
+
+    async def run(
+        self,
+        entry: FunctionEntry,
+        data: Any,
+        ctx: CallContext,
+        serve: Callable[[str | None], Awaitable[Any]],
+    ) -> Any:
+        """Run ``serve(invocation_id)`` and report what happened."""
 
 
 class TriggerProvider(Protocol):
@@ -141,6 +172,8 @@ class Engine:
     deliveries: dict[str, int] = field(default_factory=dict)
     # this node among the nodes sharing the log (set by the composition root)
     cluster: Cluster = field(init=False)
+    # the observers' view of invocations (set when observe is installed)
+    watch: InvocationWatch | None = None
     _pending: dict[str, _Pending] = field(default_factory=dict)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
@@ -256,6 +289,26 @@ class Engine:
             if ctx.local_only or not self.cluster.shared:
                 raise
             return await self.cluster.invoke_remote(function_id, data, ctx)
+        watch = self.watch
+        if watch is not None and watch.watching(entry):
+            return await watch.run(
+                entry,
+                data,
+                ctx,
+                lambda invocation_id: self._serve(
+                    entry, function_id, data, ctx, invocation_id
+                ),
+            )
+        return await self._serve(entry, function_id, data, ctx, None)
+
+    async def _serve(
+        self,
+        entry: FunctionEntry,
+        function_id: str,
+        data: Any,
+        ctx: CallContext,
+        invocation_id: str | None,
+    ) -> Any:
         if entry.handler is not None:
             try:
                 return await entry.handler(data, ctx)
@@ -263,13 +316,18 @@ class Engine:
                 raise EngineError("log_unavailable", str(e)) from e
         assert entry.owner is not None
         return await self._call_worker(
-            entry.owner, entry.wire_id or function_id, data, ctx
+            entry.owner, entry.wire_id or function_id, data, ctx, invocation_id
         )
 
     async def _call_worker(
-        self, target: Peer, function_id: str, data: Any, ctx: CallContext
+        self,
+        target: Peer,
+        function_id: str,
+        data: Any,
+        ctx: CallContext,
+        invocation_id: str | None = None,
     ) -> Any:
-        invocation_id = random_uuid()
+        invocation_id = invocation_id or random_uuid()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[invocation_id] = _Pending(future, target)
         target.inflight.add(invocation_id)
@@ -291,6 +349,9 @@ class Engine:
             ctx.metadata,
             traceparent,
             ctx.baggage or None,
+            ctx.stamped_caller(),
+            ctx.observe_depth,
+            ctx.activation,
         )
         try:
             await target.deliver(call)

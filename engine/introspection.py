@@ -9,9 +9,21 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from eventlog.codec import dumps
+
 from .core import DEFAULT_NS, CallContext, Engine, FunctionEntry, TriggerBinding
 from .errors import EngineError
 from .peer import Peer, Rejection
+
+SUMMARY_CHARS = 80  # config_summary: the config's JSON cut here, then "…"
+
+
+def config_summary(config: Any) -> str:
+    """A trigger's config for a list view: compact JSON, keys in the order the
+    worker sent them, cut at 80 characters (not bytes) with an ellipsis. For
+    display only; ``config`` beside it is the whole value."""
+    text = dumps(config)
+    return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS] + "…"
 
 
 def _visible(entry: FunctionEntry, include_internal: bool) -> bool:
@@ -31,6 +43,18 @@ def _holder(engine: Engine, peer: Peer, namespace: str, name: str) -> Peer | Non
         if other.name == name and other_ns == namespace:
             return other
     return None
+
+
+def _binding_worker(engine: Engine, binding: TriggerBinding) -> str:
+    """The worker that registered the binding; else the one serving its
+    function; else the function id's first ``::`` segment (as iii)."""
+    if binding.owner is not None and binding.owner.name:
+        return binding.owner.name
+    table = engine.namespaced.get(binding.namespace or DEFAULT_NS, engine.functions)
+    entry = table.get(binding.function_id) or engine.functions.get(binding.function_id)
+    if entry is not None:
+        return entry.worker_name
+    return binding.function_id.split("::", 1)[0]
 
 
 def _summary(entry: FunctionEntry) -> dict[str, Any]:
@@ -193,7 +217,8 @@ def install(engine: Engine) -> None:
                     "trigger_type": b.trigger_type,
                     "function_id": b.function_id,
                     "config": b.config,
-                    "worker_name": b.owner.name if b.owner else None,
+                    "config_summary": config_summary(b.config),
+                    "worker_name": _binding_worker(engine, b),
                     "active": b.trigger_type in engine.providers,
                 }
             )

@@ -24,6 +24,11 @@ class Invocation:
     metadata: Any = None
     traceparent: str | None = None
     baggage: str | None = None
+    # observe.v1: who started the call, its observe hops, the observer it
+    # activates (``{observer_id, activation_id}``)
+    caller: dict[str, Any] | None = None
+    observe_depth: int = 0
+    activation: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -46,6 +51,9 @@ class Peer(Protocol):
     connected_at_ms: int
     inflight: set[str]
     ip: str | None
+    # what the connection declared in ``engine::workers::register`` and this
+    # engine serves it with (``observe.v1``, ``local-dispatch.v1``)
+    features: frozenset[str]
 
     @property
     def closed(self) -> bool:
@@ -66,3 +74,37 @@ class Peer(Protocol):
 
     async def reject(self, rejection: Rejection) -> None:
         """Say why the worker is refused, then close the connection."""
+
+    # observe.v1 (only called for peers with that feature). Small control
+    # messages: pushed in order, never waiting for the transport.
+
+    def observer_state(
+        self,
+        observer_id: str,
+        state: str,
+        reason: dict[str, str] | None,
+        fires: int,
+        reply: bool,
+    ) -> None:
+        """An observer this peer created: its state (``reply``: the answer
+        to its ``observe``)."""
+
+    def function_confirmed(
+        self,
+        function_id: str,
+        namespace: str,
+        revision: int,
+        local_dispatch: bool,
+        observers: list[dict[str, Any]],
+    ) -> None:
+        """A function this peer registered is served, with its observers."""
+
+    def observer_added(
+        self, function_id: str, namespace: str, revision: int, observer: dict[str, Any]
+    ) -> None:
+        """A new observer of a function this peer serves, to acknowledge."""
+
+    def observer_removed(
+        self, function_id: str, namespace: str, revision: int, observer_id: str
+    ) -> None:
+        """An observer of a function this peer serves is gone."""

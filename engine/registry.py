@@ -88,6 +88,10 @@ class FunctionTable(Mapping[str, "FunctionEntry"]):
         self._turn[function_id] = turn + 1
         return served[turn]
 
+    def served(self, function_id: str) -> list[FunctionEntry]:
+        """Every registration of ``function_id`` (replicas), oldest first."""
+        return list(self._served.get(function_id, ()))
+
     def entries(self) -> Iterator[FunctionEntry]:
         """Every registration, replicas included."""
         for served in self._served.values():

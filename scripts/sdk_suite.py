@@ -6,7 +6,10 @@ iiilog, and print a pass/fail tally per file.
 The sdist is fetched with pip (``pip download --no-binary :all:``) into
 ``.venv/sdk-suite`` once. The engine runs with ``tests/sdk_suite/config.yaml``
 on free ports and a temp data dir; the suite reads ``III_URL`` and
-``III_HTTP_URL``. Exit status 0 when every selected file passed.
+``III_HTTP_URL``. The upload and download tests of ``test_api_triggers.py``
+read ``test-assets/handbook.pdf`` beside the sdist, which it does not ship: a
+small PDF of our own (``synthetic_pdf``) is written there. Exit status 0 when
+every selected file passed and none was skipped.
 """
 
 from __future__ import annotations
@@ -45,11 +48,56 @@ ENGINE_FILES = [
 ]
 
 
+def synthetic_pdf(pages: int = 30, lines: int = 60) -> bytes:
+    """A valid PDF 1.4 of plain text pages (about 90 KB, so a download spans
+    more than one 64 KiB channel frame), with an exact cross-reference table."""
+    objects: list[bytes] = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"",  # the page tree, filled in below
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    kids = []
+    for page in range(1, pages + 1):
+        text = [b"BT /F1 9 Tf 40 800 Td 11 TL"]
+        for line in range(1, lines + 1):
+            text.append(
+                f"(iiilog SDK suite fixture: page {page}, line {line}) '".encode()
+            )
+        text.append(b"ET")
+        stream = b"\n".join(text)
+        objects.append(
+            b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream)
+        )
+        content = len(objects)
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842]"
+            b" /Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % content
+        )
+        kids.append(b"%d 0 R" % len(objects))
+    objects[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(kids), pages)
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)
+
+
 def suite_dir() -> Path:
+    """The sdist, unpacked so that ``test-assets`` (five levels above its test
+    files, where the upload tests look) lands inside the cache too."""
     cache = ROOT / ".venv" / "sdk-suite"
-    target = cache / f"iii_sdk-{VERSION}"
+    unpacked = cache / VERSION / "sdist"
+    target = unpacked / f"iii_sdk-{VERSION}"
     if not (target / "tests").exists():
-        cache.mkdir(parents=True, exist_ok=True)
+        unpacked.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
                 sys.executable,
@@ -67,7 +115,10 @@ def suite_dir() -> Path:
             check=True,
         )
         with tarfile.open(cache / f"iii_sdk-{VERSION}.tar.gz") as tar:
-            tar.extractall(cache, filter="data")
+            tar.extractall(unpacked, filter="data")
+    assets = (target / "tests" / "test_api_triggers.py").parents[4] / "test-assets"
+    assets.mkdir(exist_ok=True)
+    (assets / "handbook.pdf").write_bytes(synthetic_pdf())
     return target
 
 
@@ -145,7 +196,7 @@ def main() -> int:
     print(f"{'total':<48}{total['passed']:>8}{total['failed']:>8}{total['skipped']:>9}")
     if args.json:
         Path(args.json).write_text(json.dumps(tally, indent=2))
-    return 1 if total["failed"] else 0
+    return 1 if total["failed"] or total["skipped"] else 0
 
 
 if __name__ == "__main__":

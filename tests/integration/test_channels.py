@@ -12,7 +12,7 @@ import pytest
 from iii.helpers import create_channel
 from iii_helpers.http import http
 
-from tests.harness import EngineProcess, Http, call, sdk_worker, wait_until
+from tests.harness import EngineProcess, Http, sdk_worker, wait_until
 
 PDF = bytes(range(256)) * 4096  # 1 MiB of every byte value
 
@@ -100,7 +100,16 @@ def test_data_channel_between_two_functions(engine: EngineProcess) -> None:
             await channel.writer.close_async()
 
         asyncio.run(produce())  # written and closed before any reader exists
-        result = call(w, "ch::consume", {"reader": channel.reader_ref})
+        # Through the engine: a worker's call to its own function would run
+        # in-process (local-dispatch.v1), and the 0.25 SDK resolves a channel
+        # ref there only in its dict form.
+        result = w.trigger(
+            {
+                "function_id": "ch::consume",
+                "payload": {"reader": channel.reader_ref},
+                "dispatch": "remote",
+            }
+        )
     assert result == {"bytes": len(blob), "first": "abc"}
 
 

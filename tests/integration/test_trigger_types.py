@@ -161,3 +161,31 @@ def test_a_pending_trigger_is_said_and_listed(tmp_path: Path) -> None:
                 assert set(pending()) == {"cron"}
     finally:
         engine.stop()
+
+
+def test_registered_triggers_list_rows(engine: EngineProcess, client: Any) -> None:
+    """Each row carries iii's ``config_summary`` and a worker name."""
+    long_config = {"path": "/" + "a" * 100, "secret": False}
+    with sdk_worker(engine.worker_url, "summary-owner") as w:
+        w.register_function("tt::summary", lambda d: None)
+        for config in ({"path": "/short"}, long_config):
+            w.register_trigger(
+                {"type": "summary-type", "function_id": "tt::summary", "config": config}
+            )
+
+        def rows() -> list[dict[str, Any]]:
+            listed = call(client, "engine::registered-triggers::list", {})
+            return [
+                t
+                for t in listed["registered_triggers"]
+                if t["function_id"] == "tt::summary"
+            ]
+
+        wait_until(lambda: len(rows()) == 2)
+        by_path = {row["config"]["path"]: row for row in rows()}
+        short = by_path["/short"]
+        assert short["config_summary"] == '{"path":"/short"}'
+        assert short["worker_name"] == "summary-owner"
+        summary = by_path[long_config["path"]]["config_summary"]
+        assert summary == '{"path":"/' + "a" * 70 + "…"
+        assert len(summary) == 81

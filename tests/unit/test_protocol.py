@@ -40,9 +40,9 @@ def test_trigger_without_config_and_node_message_type() -> None:
 
 def test_unknown_type_is_dropped_with_its_name() -> None:
     with pytest.raises(FrameError) as e:
-        parse_frame('{"type":"observe","id":"x"}')
+        parse_frame('{"type":"observetrace","id":"x"}')
     assert e.value.reason is DropReason.UNKNOWN_TYPE
-    assert e.value.detail == "'observe'"
+    assert e.value.detail == "'observetrace'"
 
 
 @pytest.mark.parametrize(

@@ -381,7 +381,7 @@ DEEP = 10_000
         ('{"no_type": 1}', DropReason.NO_TYPE),
         ('{"type": 42}', DropReason.NO_TYPE),
         ('{"type": "frobnicate"}', DropReason.UNKNOWN_TYPE),
-        ('{"type": "observe", "id": "x"}', DropReason.UNKNOWN_TYPE),
+        ('{"type": "observetrace", "id": "x"}', DropReason.UNKNOWN_TYPE),
         ('{"type": "invokefunction"}', DropReason.INVALID),
         ('{"type": "registerfunction", "id": 7}', DropReason.INVALID),
         ('{"type": "registerfunction", "id": ""}', DropReason.INVALID),
