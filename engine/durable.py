@@ -55,9 +55,13 @@ class TriggersConfig(BaseModel):
     backoff_max_ms: int = Field(10_000, ge=1)  # ... up to this
     delivery_timeout_ms: int = Field(30_000, ge=1)
     flush_interval_ms: int = Field(200, ge=1)  # cursor saves
-    # 1: one record at a time, in offset order per subscription (the default).
-    # More: records of one key stay in order, different keys run concurrently.
-    max_in_flight: int = Field(1, ge=1)
+    # Deliveries of one subscription at once: records of one key (scope + key,
+    # or stream + group + item) stay in offset order, different keys run
+    # concurrently. 64 keeps a subscription ahead of what the engine commits
+    # (~10-15k records/s here) with handlers of a few ms each; 1 is strict
+    # total order, one record at a time: the slower choice (a 2 ms handler caps
+    # it near 500 records/s).
+    max_in_flight: int = Field(64, ge=1)
     dedupe_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=1)
 
 

@@ -156,7 +156,7 @@ def test_unset_without_default_is_fatal() -> None:
                 "backoff_max_ms": 10_000,
                 "delivery_timeout_ms": 30_000,
                 "flush_interval_ms": 200,
-                "max_in_flight": 1,
+                "max_in_flight": 64,
                 "dedupe_retention_ms": 7 * 24 * 3600 * 1000,
             },
         ),
