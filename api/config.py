@@ -32,6 +32,7 @@ from engine.state import StateConfig
 from eventlog.config import EventLogConfig
 from projections.runner import SnapshotConfig
 
+from .console import ConsoleConfig
 from .http_server import HttpConfig
 from .rbac import WorkerManagerConfig
 from .stream_ws import StreamConfig
@@ -73,6 +74,7 @@ MODULES: dict[str, tuple[type[BaseModel], str]] = {
     "iiilog-projections": (SnapshotConfig, "snapshots"),
     "iiilog-eventlog": (EventLogConfig, "eventlog"),
     "iiilog-cluster": (ClusterConfig, "cluster"),
+    "iiilog-console": (ConsoleConfig, "console"),
 }
 # iii's short names of the same modules.
 ALIASES = {
@@ -131,6 +133,7 @@ class EngineConfig:
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
     eventlog: EventLogConfig = field(default_factory=EventLogConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     skipped: list[str] = field(default_factory=list)
 
 

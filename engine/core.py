@@ -30,6 +30,7 @@ log = logging.getLogger("iiilog.engine")
 
 DEFAULT_NS = "default"
 ENQUEUE = "engine::queue::enqueue"  # the queue provider's function
+UNKNOWN_CALL = ("", "not_found")  # ``calls`` key of calls to no known function
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -138,6 +139,8 @@ class Engine:
     trace_listeners: list[Callable[[str, str], None]] = field(default_factory=list)
     # trace id of a trigger delivery in progress -> writes it has made so far
     deliveries: dict[str, int] = field(default_factory=dict)
+    # (function id, outcome) -> calls made through ``invoke`` (metrics)
+    calls: dict[tuple[str, str], int] = field(default_factory=dict)
     # this node among the nodes sharing the log (set by the composition root)
     cluster: Cluster = field(init=False)
     _pending: dict[str, _Pending] = field(default_factory=dict)
@@ -248,19 +251,34 @@ class Engine:
 
     async def invoke(self, function_id: str, data: Any, ctx: CallContext) -> Any:
         """Run a function wherever it lives (another node's worker included);
-        raises ``EngineError`` on failure."""
+        raises ``EngineError`` on failure. Counted in ``calls`` by outcome."""
+        calls = self.calls
         try:
             entry = self.lookup(function_id, ctx.namespace)
         except FunctionNotFound:
             if ctx.local_only or not self.cluster.shared:
+                # Unknown ids are not labels of their own: any caller could
+                # invent them without end.
+                calls[UNKNOWN_CALL] = calls.get(UNKNOWN_CALL, 0) + 1
                 raise
             return await self.cluster.invoke_remote(function_id, data, ctx)
-        if entry.handler is not None:
-            return await entry.handler(data, ctx)
-        assert entry.owner is not None
-        return await self._call_worker(
-            entry.owner, entry.wire_id or function_id, data, ctx
-        )
+        outcome = "error"
+        try:
+            if entry.handler is not None:
+                result = await entry.handler(data, ctx)
+            else:
+                assert entry.owner is not None
+                result = await self._call_worker(
+                    entry.owner, entry.wire_id or function_id, data, ctx
+                )
+            outcome = "ok"
+            return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            key = (function_id, outcome)
+            calls[key] = calls.get(key, 0) + 1
 
     async def _call_worker(
         self, target: Peer, function_id: str, data: Any, ctx: CallContext

@@ -8,6 +8,7 @@ traceparent (a fresh trace when the caller had none), remembered as trace id ->
 function id; the worker's handler spans, exported on ``/otel`` as
 ``call <fn>`` / ``execute <fn>``, then give the exact span -> function map.
 Decoding the OTLP/JSON bodies is pure (``decode_logs``, ``decode_spans``).
+``RecentLines`` keeps the engine's own last log lines (bounded) for the console.
 """
 
 from __future__ import annotations
@@ -255,3 +256,34 @@ class LogSink:
             and e["severity_number"] >= minimum
         ]
         return {"logs": entries[-limit:]}
+
+
+_FORMATTER = logging.Formatter()
+
+
+class RecentLines(logging.Handler):
+    """The engine's own last ``capacity`` log lines, oldest first. Worker log
+    entries are left out (``LogSink`` keeps those, with their fields). One
+    append per line; formatting an exception only when a line carries one."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.lines: deque[dict[str, Any]] = deque(maxlen=capacity)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == log.name:
+            return
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format string: keep the raw text
+            message = str(record.msg)
+        if record.exc_info:
+            message = f"{message}\n{_FORMATTER.formatException(record.exc_info)}"
+        self.lines.append(
+            {
+                "ts_ms": int(record.created * 1000),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": message,
+            }
+        )
