@@ -162,8 +162,14 @@ class HttpModule:
         app.router.add_get(f"{ADMIN_PREFIX}/projections/{{name}}", self.projection)
         if admin is not None:
             admin(app)
+        app.router.add_route("*", f"{ADMIN_PREFIX}/{{tail:.*}}", self._not_ours)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
+
+    async def _not_ours(self, request: web.Request) -> web.Response:
+        """The rest of ``/_iiilog/`` is the engine's too: never a worker's."""
+        self.count("unmatched", 404)
+        return _json_response(404, error_envelope("NOT_FOUND", "Not Found"))
 
     def count(self, route: str, status: int) -> None:
         key = (route, status)

@@ -99,6 +99,40 @@ def test_elsewhere_with_the_token(guarded: EngineProcess, path: str) -> None:
     assert http.request("GET", path)[0] == 200  # loopback needs none
 
 
+def test_paths_under_iiilog_never_reach_workers(http: Http, client: Any) -> None:
+    client.register_function("c::squatter", lambda req: {"body": "mine"})
+    client.register_trigger(
+        {
+            "type": "http",
+            "function_id": "c::squatter",
+            "config": {"api_path": "_iiilog/api/other", "http_method": "GET"},
+        }
+    )
+    client.register_trigger(
+        {
+            "type": "http",
+            "function_id": "c::squatter",
+            "config": {"api_path": "_iiilog/api/overview", "http_method": "GET"},
+        }
+    )
+    wait_until(
+        lambda: (
+            sum(
+                t["function_id"] == "c::squatter"
+                for t in call(client, "engine::registered-triggers::list", {})[
+                    "registered_triggers"
+                ]
+            )
+            == 2
+        ),
+        message="both routes registered",
+    )
+    status, body = http.json("GET", "/_iiilog/api/other")
+    assert status == 404 and body["error"]["code"] == "NOT_FOUND"
+    status, body = http.json("GET", "/_iiilog/api/overview")
+    assert status == 200 and "subscriptions" in body
+
+
 def test_changes_come_from_the_console_origin_only(http: Http) -> None:
     body = {"key": "no-such-subscription"}
     status, _ = http.json(
