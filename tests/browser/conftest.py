@@ -46,8 +46,11 @@ def screenshot(page: Any, name: str) -> None:
         page.screenshot(path=str(Path(target) / name), full_page=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    """One Chromium per test. Playwright's sync API marks an event loop as
+    running in this thread while it is active, which asyncio tests cannot
+    share: it is stopped before any other test runs."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} is missing: `make test` installs it (apt-get install -y"
