@@ -3,8 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean browser screenshots
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,8 +23,24 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
+
+# tests/browser drives Debian's Chromium through Playwright (Playwright's own
+# browser download is not used). Installed once, with apt-get as root; if that
+# is impossible, `make test` stops here and says why.
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "make test: installing chromium (apt-get) for the browser tests"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	} || { \
+	  echo "make test: could not install chromium; tests/browser needs" \
+	    "$(CHROMIUM) (apt-get install -y chromium, as root)" >&2; exit 1; }
+	@test -x $(CHROMIUM) || { echo "make test: $(CHROMIUM) is missing" >&2; exit 1; }
+
+# The README's screenshots, written by the browser tests.
+screenshots: $(STAMP) browser
+	IIILOG_SCREENSHOTS=docs $(BIN)/pytest -q tests/browser
 
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev,bench]'

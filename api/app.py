@@ -32,7 +32,7 @@ from engine.cron import CronModule
 from engine.durable import DurableTriggers
 from engine.http_functions import HttpFunctions
 from engine.ids import random_uuid
-from engine.logs import LogSink
+from engine.logs import LogSink, RecentLines
 from engine.observers import install as install_observers
 from engine.pubsub import Availability, PubSubModule
 from engine.queue_admin import QueueAdmin
@@ -47,11 +47,13 @@ from projections.registry import builtin as builtin_projections
 from projections.runner import ProjectionRunner
 
 from .config import EngineConfig
+from .console import Console
 from .http_server import HttpModule
 from .live_config import LiveConfig
+from .metrics import CommitStats
 from .node_link import NodeLinks
 from .protocol import CloseCode
-from .stream_ws import StreamServer
+from .stream_ws import StreamClient, StreamServer
 from .worker_ws import WorkerConnection, make_worker_app
 
 log = logging.getLogger("iiilog.app")
@@ -82,6 +84,7 @@ class Server:
     queues: QueueModule | None = None
     http: HttpModule | None = None
     logs: LogSink | None = None
+    _lines: RecentLines | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -94,6 +97,10 @@ class Server:
         else:
             store = await PostgresStore.open(url)
         writer = LogWriter(store, max_batch=cfg.eventlog.max_batch)
+        commits = CommitStats()
+        writer.on_batch(commits.observe)
+        self._lines = RecentLines(cfg.console.log_lines)
+        logging.getLogger("iiilog").addHandler(self._lines)
         tail = LogTail(store)
         engine = Engine(store=store, writer=writer, tail=tail)
         self.engine = engine
@@ -164,15 +171,27 @@ class Server:
                 listener.host,
                 listener.port,
             )
+        if cfg.stream is not None:
+            self._streams = StreamServer(engine, streams, cfg.stream)
         if cfg.http is not None:
             http = HttpModule(engine, cfg.http, runner, channels)
             http.spans = logs.traces
             self.http = http
-            self.ports["http"] = await self._listen(
-                http.make_app(), cfg.http.host, cfg.http.port
+            console = Console(
+                cfg.console,
+                engine,
+                durable,
+                runner,
+                logs,
+                self._lines,
+                commits,
+                http.requests,
+                self._stream_clients,
             )
-        if cfg.stream is not None:
-            self._streams = StreamServer(engine, streams, cfg.stream)
+            self.ports["http"] = await self._listen(
+                http.make_app(console.routes), cfg.http.host, cfg.http.port
+            )
+        if self._streams is not None and cfg.stream is not None:
             await self._streams.start_retention()
             self.ports["stream"] = await self._listen(
                 self._streams.make_app(), cfg.stream.host, cfg.stream.port
@@ -180,6 +199,9 @@ class Server:
         await LiveConfig(self, configuration, cfg).start()
         await engine.cluster.start(self._node(engine.cluster.node_id))
         log.info("log head at offset %d", store.head)
+
+    def _stream_clients(self) -> list[StreamClient]:
+        return list(self._streams.clients) if self._streams is not None else []
 
     def _node(self, node_id: str) -> NodeInfo:
         """How the other nodes reach this one (only used when sharing a log)."""
@@ -254,3 +276,5 @@ class Server:
                     await writer_task
             await engine.store.close()
             self.engine = None
+        if self._lines is not None:
+            logging.getLogger("iiilog").removeHandler(self._lines)

@@ -34,6 +34,7 @@ from engine.state import StateConfig
 from eventlog.config import EventLogConfig
 from projections.runner import SnapshotConfig
 
+from .console import ConsoleConfig
 from .http_server import HttpConfig
 from .rbac import WorkerManagerConfig
 from .stream_ws import StreamConfig
@@ -75,6 +76,7 @@ MODULES: dict[str, tuple[type[BaseModel], str]] = {
     "iiilog-projections": (SnapshotConfig, "snapshots"),
     "iiilog-eventlog": (EventLogConfig, "eventlog"),
     "iiilog-cluster": (ClusterConfig, "cluster"),
+    "iiilog-console": (ConsoleConfig, "console"),
 }
 # iii's short names of the same modules.
 ALIASES = {
@@ -135,6 +137,7 @@ class EngineConfig:
     snapshots: SnapshotConfig = field(default_factory=SnapshotConfig)
     eventlog: EventLogConfig = field(default_factory=EventLogConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     skipped: list[str] = field(default_factory=list)
     # configuration id -> (canonical module name, its block as merged)
     blocks: dict[str, tuple[str, dict[str, Any]]] = field(

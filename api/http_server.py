@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -24,6 +25,7 @@ from engine.http_routes import (
     STANDARD_KEYS,
     Route,
     RouteTable,
+    control_frame,
     error_envelope,
     parse_route,
     shape_response,
@@ -81,25 +83,6 @@ class HttpConfig(BaseModel):
         return sorted(value, key=lambda m: m.priority)
 
 
-def _control(text: Any, headers: dict[str, str], status: int) -> int:
-    """A text frame before the first body chunk: set_status / set_headers."""
-    try:
-        msg = loads(text)
-    except ValueError:
-        return status
-    if not isinstance(msg, dict):
-        return status
-    if msg.get("type") == "set_status":
-        code = msg.get("status_code")
-        if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
-            return code
-    elif msg.get("type") == "set_headers" and isinstance(msg.get("headers"), dict):
-        for name, value in msg["headers"].items():
-            if isinstance(value, str):
-                headers[name] = value
-    return status
-
-
 def _json_response(
     status: int, body: bytes, extra: dict[str, str] | None = None
 ) -> web.Response:
@@ -127,6 +110,9 @@ class HttpModule:
         self.remote_routes = RouteTable()
         self._slots = asyncio.Semaphore(config.concurrency_request_limit)
         self.spans: TraceStore | None = None  # where request spans go (if kept)
+        # (route, status) -> requests answered (metrics); route "unmatched"
+        # for paths no route serves, so stray paths add no labels.
+        self.requests: dict[tuple[str, int], int] = {}
         engine.add_provider("http", self, "Expose a function as an HTTP endpoint")
         engine.cluster.on_routes(self._other_nodes)
 
@@ -169,11 +155,27 @@ class HttpModule:
 
     # -- aiohttp -------------------------------------------------------------------
 
-    def make_app(self) -> web.Application:
+    def make_app(
+        self, admin: Callable[[web.Application], None] | None = None
+    ) -> web.Application:
+        """``admin`` adds the engine's own routes (console, ``/metrics``);
+        they come before the workers' catch-all."""
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_get(f"{ADMIN_PREFIX}/projections/{{name}}", self.projection)
+        if admin is not None:
+            admin(app)
+        app.router.add_route("*", f"{ADMIN_PREFIX}/{{tail:.*}}", self._not_ours)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
+
+    async def _not_ours(self, request: web.Request) -> web.Response:
+        """The rest of ``/_iiilog/`` is the engine's too: never a worker's."""
+        self.count("unmatched", 404)
+        return _json_response(404, error_envelope("NOT_FOUND", "Not Found"))
+
+    def count(self, route: str, status: int) -> None:
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
 
     async def projection(self, request: web.Request) -> web.Response:
         """``GET /_iiilog/projections/{name}``: a projection's state (extension)."""
@@ -234,9 +236,17 @@ class HttpModule:
             route, elsewhere, params = self.remote_routes.match(request.method, path)
             path_exists = path_exists or elsewhere
         if route is None:
+            self.count("unmatched", 405 if path_exists else 404)
             if path_exists:
                 return web.Response(status=405)
             return _json_response(404, error_envelope("NOT_FOUND", "Not Found"))
+        response = await self._serve(request, route, params)
+        self.count(f"{route.method} /{'/'.join(route.segments)}", response.status)
+        return response
+
+    async def _serve(
+        self, request: web.Request, route: Route, params: dict[str, str]
+    ) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.default_timeout / 1000
         request_body = self.channels.create()
@@ -406,7 +416,7 @@ class HttpModule:
                     kind, data = item
                     if kind == "binary":
                         return status, out_headers, as_bytes(data)
-                    status = _control(data, out_headers, status)
+                    status = control_frame(data, out_headers, status)
                     continue
                 if handler in done:
                     if handler.exception() is not None:

@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.cluster import role
-from engine.core import CallContext, Engine
+from engine.core import CallContext, Engine, now_ms
 from engine.errors import EngineError
 from engine.streams import StreamModule, control
 from eventlog import EventLogError
@@ -60,6 +60,7 @@ class Subscription:
     group: str
     item: str | None
     task: asyncio.Task[Any] | None = None
+    position: int = 0  # the log offset this subscription has read through
 
 
 @dataclass(eq=False)
@@ -68,6 +69,8 @@ class StreamClient:
     frames: FrameWriter
     context: Any = None
     subs: dict[str, Subscription] = field(default_factory=dict)
+    remote: str | None = None
+    connected_at_ms: int = field(default_factory=now_ms)
 
     async def send(self, text: str | bytes) -> None:
         """Frames leave in call order, coalesced per turn of the loop; waits
@@ -186,7 +189,9 @@ class StreamServer:
             heartbeat=30.0, max_msg_size=CLIENT_FRAME_LIMIT, timeout=2.0, compress=False
         )
         await ws.prepare(request)
-        client = StreamClient(ws, FrameWriter(request), await self._auth(request))
+        client = StreamClient(
+            ws, FrameWriter(request), await self._auth(request), remote=request.remote
+        )
         self.clients.add(client)
         try:
             parts = [p for p in request.path.split("/") if p]
@@ -359,6 +364,7 @@ class StreamServer:
             while True:
                 if cursor < streams.pruned_through:
                     cursor = await self._sync(client, sub, reset=True)
+                sub.position = cursor
                 records = await tail.read_after(cursor, 500)
                 if not records:
                     await tail.wait_beyond(cursor)

@@ -32,6 +32,7 @@ log = logging.getLogger("iiilog.engine")
 
 DEFAULT_NS = "default"
 ENQUEUE = "engine::queue::enqueue"  # the queue provider's function
+UNKNOWN_CALL = ("", "not_found")  # ``calls`` key of calls to no known function
 
 
 def trace_id(traceparent: str | None) -> str | None:
@@ -170,6 +171,8 @@ class Engine:
     trace_listeners: list[Callable[[str, str], None]] = field(default_factory=list)
     # trace id of a trigger delivery in progress -> writes it has made so far
     deliveries: dict[str, int] = field(default_factory=dict)
+    # (function id, outcome) -> calls made through ``invoke`` (metrics)
+    calls: dict[tuple[str, str], int] = field(default_factory=dict)
     # this node among the nodes sharing the log (set by the composition root)
     cluster: Cluster = field(init=False)
     # the observers' view of invocations (set when observe is installed)
@@ -282,24 +285,39 @@ class Engine:
 
     async def invoke(self, function_id: str, data: Any, ctx: CallContext) -> Any:
         """Run a function wherever it lives (another node's worker included);
-        raises ``EngineError`` on failure."""
+        raises ``EngineError`` on failure. Counted in ``calls`` by outcome."""
+        calls = self.calls
         try:
             entry = self.lookup(function_id, ctx.namespace)
         except FunctionNotFound:
             if ctx.local_only or not self.cluster.shared:
+                # Unknown ids are not labels of their own: any caller could
+                # invent them without end.
+                calls[UNKNOWN_CALL] = calls.get(UNKNOWN_CALL, 0) + 1
                 raise
             return await self.cluster.invoke_remote(function_id, data, ctx)
-        watch = self.watch
-        if watch is not None and watch.watching(entry):
-            return await watch.run(
-                entry,
-                data,
-                ctx,
-                lambda invocation_id: self._serve(
-                    entry, function_id, data, ctx, invocation_id
-                ),
-            )
-        return await self._serve(entry, function_id, data, ctx, None)
+        outcome = "error"
+        try:
+            watch = self.watch
+            if watch is not None and watch.watching(entry):
+                result = await watch.run(
+                    entry,
+                    data,
+                    ctx,
+                    lambda invocation_id: self._serve(
+                        entry, function_id, data, ctx, invocation_id
+                    ),
+                )
+            else:
+                result = await self._serve(entry, function_id, data, ctx, None)
+            outcome = "ok"
+            return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            key = (function_id, outcome)
+            calls[key] = calls.get(key, 0) + 1
 
     async def _serve(
         self,

@@ -1,7 +1,8 @@
 """HTTP trigger routes and response shaping (spec/modules.md §3.2, §3.6, §3.10).
 
 Pure: no I/O. ``RouteTable`` matches (method, path) to a binding; ``shape_response``
-turns a handler's result into (status, headers, body bytes).
+turns a handler's result into (status, headers, body bytes); ``control_frame``
+reads a streamed response's status and headers.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventlog.codec import dumps_bytes
+from eventlog.codec import dumps_bytes, loads
 
 from .errors import TriggerRegistrationFailed
 
@@ -208,3 +209,22 @@ def error_envelope(code: str, message: str, error_id: str | None = None) -> byte
     if error_id:
         error["error_id"] = error_id
     return dumps_bytes({"error": error})
+
+
+def control_frame(text: Any, headers: dict[str, str], status: int) -> int:
+    """A text frame before the first body chunk: set_status / set_headers."""
+    try:
+        msg = loads(text)
+    except ValueError:
+        return status
+    if not isinstance(msg, dict):
+        return status
+    if msg.get("type") == "set_status":
+        code = msg.get("status_code")
+        if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
+            return code
+    elif msg.get("type") == "set_headers" and isinstance(msg.get("headers"), dict):
+        for name, value in msg["headers"].items():
+            if isinstance(value, str):
+                headers[name] = value
+    return status

@@ -7,6 +7,7 @@ Which function logged: every invocation the engine delivers carries a
 traceparent (a fresh trace when the caller had none), remembered as trace id ->
 function id; when logs are read, the worker's handler spans (``call <fn>``,
 kept undecoded by engine/traces.py until then) give the exact span's function.
+``RecentLines`` keeps the engine's own last log lines (bounded) for the console.
 """
 
 from __future__ import annotations
@@ -330,3 +331,34 @@ def _version() -> str:
         return metadata.version("iiilog")
     except metadata.PackageNotFoundError:
         return "unknown"
+
+
+_FORMATTER = logging.Formatter()
+
+
+class RecentLines(logging.Handler):
+    """The engine's own last ``capacity`` log lines, oldest first. Worker log
+    entries are left out (``LogSink`` keeps those, with their fields). One
+    append per line; formatting an exception only when a line carries one."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.lines: deque[dict[str, Any]] = deque(maxlen=capacity)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == log.name:
+            return
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format string: keep the raw text
+            message = str(record.msg)
+        if record.exc_info:
+            message = f"{message}\n{_FORMATTER.formatException(record.exc_info)}"
+        self.lines.append(
+            {
+                "ts_ms": int(record.created * 1000),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": message,
+            }
+        )

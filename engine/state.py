@@ -99,6 +99,7 @@ def state_event(record: Record) -> dict[str, Any]:
         "key": record.key,
         "old_value": record.old_value,
         "new_value": record.new_value if record.exists else None,
+        "offset": record.offset,  # iiilog extension: the change's log position
     }
 
 

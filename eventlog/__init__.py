@@ -18,6 +18,7 @@ from .bookkeeping import (
     Unpark,
 )
 from .errors import DataDirLockedError, EventLogError, StoreError
+from .logquery import LogQuery
 from .mutations import Address, BatchResult, Compute, Mutation, Outcome
 from .records import KINDS, Kind, Origin, Record
 from .sqlite import SqliteStore
@@ -35,6 +36,7 @@ __all__ = [
     "DataDirLockedError",
     "EventLogError",
     "Kind",
+    "LogQuery",
     "LogScanner",
     "LogStore",
     "LogTail",

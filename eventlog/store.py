@@ -20,6 +20,7 @@ from .bookkeeping import (
     Snapshot,
     SnapshotInfo,
 )
+from .logquery import LogQuery
 from .mutations import BatchResult, Mutation
 from .records import Record
 
@@ -78,6 +79,10 @@ class LogStore(Protocol):
 
     async def read_kinds(self, kinds: Sequence[str]) -> list[Record]:
         """Every record of these kinds, in offset order (to rebuild queues)."""
+        ...
+
+    async def read_matching(self, query: LogQuery) -> list[Record]:
+        """A page of the records that match ``query`` (the console's log view)."""
         ...
 
     async def history(self, space: str, scope: str, offset: int) -> list[Record]:

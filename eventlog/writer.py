@@ -5,13 +5,15 @@ transaction that holds it has committed (an acknowledged write is durable).
 Everything that piles up while one commit runs goes into the next one: one
 transaction and one fsync for many records. Bookkeeping (``keep``: cursors,
 parked records, snapshots, tags, retention) rides in the same transactions.
-Committed records are then published to the listeners (the tail) in offset order.
+Committed records are then published to the listeners (the tail) in offset order,
+and each commit's size and duration to the batch observers (metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +26,8 @@ from .store import LogStore
 log = logging.getLogger("iiilog.writer")
 
 Listener = Callable[[list[Record]], None]
+# (operations in the batch, records appended, seconds the commit took)
+BatchObserver = Callable[[int, int, float], None]
 _Item = (
     tuple[Mutation, "asyncio.Future[Record]"]
     | tuple[Bookkeeping, "asyncio.Future[Any]"]
@@ -40,10 +44,15 @@ class LogWriter:
         # goes through a (FIFO) lock: commit order stays submission order.
         self._admission = asyncio.Lock()
         self._listeners: list[Listener] = []
+        self._observers: list[BatchObserver] = []
         self._closing = False
 
     def on_commit(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def on_batch(self, observer: BatchObserver) -> None:
+        """Called once per committed batch, after its callers were answered."""
+        self._observers.append(observer)
 
     async def submit(self, mutation: Mutation) -> Record:
         """Queue one mutation; returns its committed record.
@@ -102,6 +111,7 @@ class LogWriter:
     ) -> None:
         if not mutations and not books:
             return
+        started = time.perf_counter()
         try:
             result = await self.store.commit(
                 [m for m, _ in mutations], [b for b, _ in books]
@@ -133,3 +143,7 @@ class LogWriter:
         if result.new:
             for listener in self._listeners:
                 listener(result.new)
+        if self._observers:
+            took = time.perf_counter() - started
+            for observer in self._observers:
+                observer(len(mutations) + len(books), len(result.new), took)

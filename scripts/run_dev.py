@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 30.0
@@ -30,7 +31,7 @@ ENVIRONMENT = """\
 environment:
   IIILOG_DATA_DIR     where the log lives (default: ./data in the checkout)
   IIILOG_WORKER_PORT  worker WebSocket port (default 49134; 0: any free port)
-  IIILOG_HTTP_PORT    HTTP port of the todo routes (default 3111)
+  IIILOG_HTTP_PORT    HTTP port of the todo app and routes (default 3111)
   IIILOG_STREAM_PORT  stream WebSocket port (default 3112)
 """
 
@@ -85,14 +86,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print("run_dev: the engine did not start (see above)", file=sys.stderr)
         return 1
+    env = {**os.environ, "III_URL": info["worker_url"]}
+    stream = urlsplit(info.get("stream_url", ""))
+    if stream.port is not None:  # the page learns where the stream server is
+        env["TODO_STREAM_PORT"] = str(stream.port)
     worker = subprocess.Popen(
-        [sys.executable, "examples/todo/worker.py"],
-        cwd=ROOT,
-        env={**os.environ, "III_URL": info["worker_url"]},
+        [sys.executable, "examples/todo/worker.py"], cwd=ROOT, env=env
     )
     http = info.get("http_url", "http://127.0.0.1:3111")
     print(
-        f"\n  todo app ready:  curl -X POST {http}/todos "
+        f"\n  todo app ready:  open {http}/ in a browser"
+        f"   (console: {http}/_iiilog/console)\n"
+        f"                   curl -X POST {http}/todos "
         "-H 'content-type: application/json' -d '{\"title\":\"milk\"}'\n"
         f"                   curl {http}/todos   curl {http}/todos/metrics\n"
         "  Ctrl-C stops both.\n",

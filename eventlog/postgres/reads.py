@@ -18,6 +18,7 @@ from asyncpg.pool import PoolConnectionProxy
 from ..bookkeeping import CursorInfo, ParkedRecord, Snapshot, SnapshotInfo
 from ..codec import loads
 from ..errors import StoreError
+from ..logquery import LogQuery, select
 from ..records import Record
 from ..rows import row_to_record
 from ..store import ViewRow
@@ -73,6 +74,10 @@ class PostgresReads:
             row_to_record(tuple(r))
             for r in await self._fetch(q.READ_KINDS, list(kinds))
         ]
+
+    async def read_matching(self, query: LogQuery) -> list[Record]:
+        sql, params = select(query, "iiilog_log", q.LOG_COLUMNS, lambda n: f"${n}")
+        return [row_to_record(tuple(r)) for r in await self._fetch(sql, *params)]
 
     async def history(self, space: str, scope: str, offset: int) -> list[Record]:
         rows = await self._fetch(q.HISTORY, scope, offset, _verbs(space))

@@ -20,6 +20,7 @@ import aiosqlite
 from ..bookkeeping import CursorInfo, ParkedRecord, Snapshot, SnapshotInfo
 from ..codec import loads
 from ..errors import StoreError
+from ..logquery import LogQuery, select
 from ..records import Record
 from ..rows import row_to_record
 from ..store import ViewRow
@@ -96,6 +97,10 @@ class SqliteReads:
             tuple(kinds),
         )
         return [row_to_record(r) for r in rows]
+
+    async def read_matching(self, query: LogQuery) -> list[Record]:
+        sql, params = select(query, "log", q.LOG_COLUMNS, lambda _n: "?")
+        return [row_to_record(r) for r in await self._fetch(sql, params)]
 
     async def history(self, space: str, scope: str, offset: int) -> list[Record]:
         rows = await self._fetch(q.HISTORY, (scope, offset, *_verbs(space)))

@@ -81,7 +81,8 @@ iii.registerFunction("todos::on-change", async (event) => {
     function_id: "stream::send",
     payload: {
       stream_name: "todos-live", group_id: "all", type: "todo_changed",
-      data: { action, key: event.key, todo: event.new_value },
+      // offset: the state change's log position (iiilog), for exact handover
+      data: { action, key: event.key, todo: event.new_value, offset: event.offset },
     },
     action: TriggerAction.Void(),
   });

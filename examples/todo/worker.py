@@ -1,17 +1,22 @@
 """The reactive todo app (spec/todo-app.md) as an iii worker, Python SDK.
 
 Run it against a running engine:  python examples/todo/worker.py
-The engine URL comes from III_URL (default ws://127.0.0.1:49134).
+The engine URL comes from III_URL (default ws://127.0.0.1:49134). It also
+serves the web app (``web/``) on the engine's HTTP port: ``GET /`` and
+``GET /app.js``; the page learns the stream port from TODO_STREAM_PORT
+(default 3112) or a whole URL from TODO_STREAM_URL.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import signal
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from iii import InitOptions, TriggerAction, register_worker
@@ -19,6 +24,25 @@ from iii import InitOptions, TriggerAction, register_worker
 log = logging.getLogger("todo")
 SCOPE = "todos"
 METRICS = ("todo-metrics", "global")
+WEB = Path(__file__).resolve().with_name("web")
+
+
+def web_app(stream: str) -> tuple[str, str]:
+    """The page (told where the stream server is) and its module."""
+    page = (WEB / "index.html").read_text().replace("{{STREAM}}", html.escape(stream))
+    return page, (WEB / "app.js").read_text()
+
+
+def offset_param(req: dict[str, Any]) -> int | None:
+    """``?offset=N``: the list as of that log offset (None: now)."""
+    raw = (req.get("query_params") or {}).get("offset")
+    if isinstance(raw, list):  # some SDKs hand repeated parameters as lists
+        raw = raw[0] if raw else None
+    if raw is None or raw == "":
+        return None
+    if not str(raw).isdigit():
+        raise ValueError("offset must be a non-negative integer")
+    return int(raw)
 
 
 def now_iso() -> str:
@@ -89,10 +113,39 @@ def main() -> None:
         return {"status_code": 201, "body": todo}
 
     async def list_todos(req: dict[str, Any]) -> dict[str, Any]:
+        try:
+            offset = offset_param(req)
+        except ValueError as e:
+            return {
+                "status_code": 400,
+                "body": {"error": {"code": "BAD_REQUEST", "message": str(e)}},
+            }
+        payload: dict[str, Any] = {"scope": SCOPE}
+        if offset is not None:
+            payload["offset"] = offset  # iiilog: state::list as of an offset
         todos = await iii.trigger_async(
-            {"function_id": "state::list", "payload": {"scope": SCOPE}}
+            {"function_id": "state::list", "payload": payload}
         )
         return {"status_code": 200, "body": todos}
+
+    stream = os.environ.get("TODO_STREAM_URL") or os.environ.get(
+        "TODO_STREAM_PORT", "3112"
+    )
+    page, module = web_app(stream)
+
+    async def index(req: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "status_code": 200,
+            "headers": {"content-type": "text/html; charset=utf-8"},
+            "body": page,
+        }
+
+    async def app_js(req: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "status_code": 200,
+            "headers": {"content-type": "text/javascript; charset=utf-8"},
+            "body": module,
+        }
 
     async def toggle(req: dict[str, Any]) -> dict[str, Any]:
         body = req.get("body") or {}
@@ -152,6 +205,9 @@ def main() -> None:
                         "action": action,
                         "key": event.get("key"),
                         "todo": event.get("new_value"),
+                        # the state change's log offset (iiilog): lets the page
+                        # skip what the list it read already holds
+                        "offset": event.get("offset"),
                     },
                 },
                 "action": TriggerAction.Void(),
@@ -174,6 +230,8 @@ def main() -> None:
         ("todos::toggle", toggle, "todos/toggle", "POST"),
         ("todos::delete", delete, "todos/delete", "POST"),
         ("todos::get-metrics", get_metrics, "todos/metrics", "GET"),
+        ("todos::web-page", index, "/", "GET"),
+        ("todos::web-module", app_js, "app.js", "GET"),
     ]
     for function_id, handler, path, method in routes:
         iii.register_function(function_id, handler)

@@ -191,6 +191,14 @@ def test_state_trigger_payloads_in_order(engine: EngineProcess, client: Any) -> 
         call(client, "state::delete", {"scope": s, "key": "k"})
         call(client, "state::delete", {"scope": s, "key": "never"})
         wait_until(lambda: len(rec.events) >= 4, message="4 events")
+        # iiilog extension: each event names the offset of its record, so a
+        # handler can tie what it derives to that point of the log.
+        offsets = [event.pop("offset") for event in rec.events]
+        assert offsets == sorted(set(offsets))
+        for offset, value in zip(offsets, [{"a": 1}, {"a": 2}, None], strict=False):
+            at = {"scope": s, "key": "k", "offset": offset}
+            assert call(client, "state::get", at) == value
+            assert call(client, "state::get", {**at, "offset": offset - 1}) != value
     assert rec.events == [
         {
             "type": "state",

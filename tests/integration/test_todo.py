@@ -97,6 +97,11 @@ def test_todo_flow(todo_app: tuple[Http, StreamWatcher]) -> None:
     assert first["event"]["event"]["data"]["todo"] == todo
     offsets = [m["offset"] for m in sent.messages]
     assert offsets == sorted(offsets) and offsets[1] > sync["offset"]
+    # Each push names the offset of the state change it reports (iiilog's
+    # trigger payloads carry it): in order, each before its own push.
+    sources = [e["event"]["event"]["data"]["offset"] for e in pushed]
+    assert sources == sorted(set(sources)) and sources[0] > sync["offset"]
+    assert all(s < e["offset"] for s, e in zip(sources, pushed, strict=True))
 
 
 def test_todo_bad_input(todo_app: tuple[Http, StreamWatcher]) -> None:

@@ -22,6 +22,7 @@ from api.config import (
     parse,
     substitute,
 )
+from api.console import ConsoleConfig
 from api.http_server import HttpConfig
 from api.rbac import RbacConfig, WorkerManagerConfig
 from api.stream_ws import StreamConfig
@@ -161,6 +162,7 @@ def test_unset_without_default_is_fatal() -> None:
             },
         ),
         (SnapshotConfig, {"enabled": True, "interval_s": 5.0}),
+        (ConsoleConfig, {"token": None, "allow_remote": False, "log_lines": 500}),
         (
             EventLogConfig,
             {
@@ -196,6 +198,7 @@ def test_listed_module_without_config_gets_its_defaults() -> None:
                 "iiilog-triggers",
                 "iiilog-projections",
                 "iiilog-eventlog",
+                "iiilog-console",
             )
         ),
         {},
@@ -212,6 +215,8 @@ def test_listed_module_without_config_gets_its_defaults() -> None:
 
 def test_unlisted_modules_are_off() -> None:
     cfg = parse("workers:\n  - name: iii-worker-manager\n", {})
+    # ... except the console, which is on and serves loopback clients only.
+    assert cfg.console == ConsoleConfig()
     assert cfg.http is None and cfg.stream is None and cfg.cron is None
     assert cfg.pubsub is None and cfg.queues is None and cfg.http_functions is None
     assert cfg.state == StateConfig() and cfg.eventlog == EventLogConfig()
@@ -254,8 +259,10 @@ def test_module_values() -> None:
         "  - name: iiilog-projections\n"
         "    config: {snapshots: false, snapshot_interval_s: 1}\n"
         "  - name: iiilog-eventlog\n"
-        "    config: {synchronous: NORMAL, data_dir: ./elsewhere}\n",
-        {},
+        "    config: {synchronous: NORMAL, data_dir: ./elsewhere}\n"
+        "  - name: iiilog-console\n"
+        "    config: {token: '${CONSOLE_TOKEN}', log_lines: 20}\n",
+        {"CONSOLE_TOKEN": "t" * 32},
     )
     assert cfg.http is not None and cfg.http.cors is not None
     assert cfg.http.cors.allowed_origins == ["https://a.example"]
@@ -274,6 +281,7 @@ def test_module_values() -> None:
     assert cfg.snapshots == SnapshotConfig(snapshots=False, snapshot_interval_s=1.0)
     assert cfg.eventlog.synchronous == "normal"
     assert cfg.eventlog.data_dir == Path("elsewhere")
+    assert cfg.console == ConsoleConfig(token="t" * 32, log_lines=20)
 
 
 def test_listeners() -> None:
@@ -527,6 +535,28 @@ def test_sdk_suite_config() -> None:
         (
             one("iiilog-eventlog", "{database_url: 'mysql://x'}"),
             "iiilog-eventlog: database_url: must be a postgresql:// URL",
+        ),
+        # iiilog-console
+        (
+            one("iiilog-console", "{token: short}"),
+            "iiilog-console: token: String should have at least 16 characters",
+        ),
+        (
+            one("iiilog-console", "{token: 1234567890123456789}"),
+            "iiilog-console: token: Input should be a valid string",
+        ),
+        (
+            one("iiilog-console", "{token: abcdefghijklmnopq, allow_remote: true}"),
+            "iiilog-console: set `token` (remote requests need it) or"
+            " `allow_remote` (they do not), not both",
+        ),
+        (
+            one("iiilog-console", "{log_lines: 0}"),
+            "iiilog-console: log_lines: Input should be greater than or equal to 1",
+        ),
+        (
+            one("iiilog-console", "{password: abcdefghijklmnopq}"),
+            "iiilog-console: unknown key 'password'",
         ),
         # iiilog-cluster
         (
