@@ -51,53 +51,11 @@ from bench.common import pct, save_results
 from scripts.engine_process import EngineProcess
 from scripts.todo_workers import start_todo_worker
 
-MIGRATION = """
-migrate((app) => {
-  const todos = new Collection({
-    type: "base", name: "todos",
-    listRule: "", viewRule: "", createRule: "", updateRule: "", deleteRule: "",
-    fields: [{ name: "title", type: "text" }, { name: "completed", type: "bool" }],
-  });
-  app.save(todos);
-  const metrics = new Collection({
-    type: "base", name: "metrics", listRule: "", viewRule: "",
-    fields: [{ name: "total", type: "number" }, { name: "completed", type: "number" }],
-  });
-  app.save(metrics);
-  const global = new Record(metrics);
-  global.set("id", "globalmetrics00");
-  global.set("total", 0);
-  global.set("completed", 0);
-  app.save(global);
-}, (app) => {});
-"""
-
-# The todo app's counters, kept the way a PocketBase app would: hooks on the
-# todos collection, one atomic UPDATE per change, in the same request.
-COUNTER_HOOKS = """
-// (PocketBase runs each handler in a context of its own: no shared helpers.)
-onRecordAfterCreateSuccess((e) => {
-  e.app.db().newQuery("UPDATE metrics SET total = total + 1," +
-    " completed = completed + {:c} WHERE id = 'globalmetrics00'")
-    .bind({ c: e.record.getBool("completed") ? 1 : 0 }).execute();
-  e.next();
-}, "todos");
-onRecordAfterUpdateSuccess((e) => {
-  const change = (e.record.getBool("completed") ? 1 : 0) -
-    (e.record.original().getBool("completed") ? 1 : 0);
-  if (change !== 0) {
-    e.app.db().newQuery("UPDATE metrics SET completed = completed + {:c}" +
-      " WHERE id = 'globalmetrics00'").bind({ c: change }).execute();
-  }
-  e.next();
-}, "todos");
-onRecordAfterDeleteSuccess((e) => {
-  e.app.db().newQuery("UPDATE metrics SET total = total - 1," +
-    " completed = completed - {:c} WHERE id = 'globalmetrics00'")
-    .bind({ c: e.record.getBool("completed") ? 1 : 0 }).execute();
-  e.next();
-}, "todos");
-"""
+# PocketBase's side of the job: a migration creating the public ``todos``
+# collection and a ``metrics`` record, and hooks that keep the todo app's
+# counters the way a PocketBase app would (one atomic UPDATE per change, in the
+# same request).
+POCKETBASE = Path(__file__).parent / "pocketbase"
 SYSTEMS = (
     "iiilog",
     "iiilog-otel-off",
@@ -355,10 +313,10 @@ def run_pocketbase(
 ) -> tuple[list[Any], dict[str, Any] | None]:
     home = root / ("pb-counters" if counters else "pb")
     (home / "migrations").mkdir(parents=True)
-    (home / "migrations" / "1_todos.js").write_text(MIGRATION)
+    shutil.copy(POCKETBASE / "1_todos.js", home / "migrations")
     (home / "hooks").mkdir()
     if counters:
-        (home / "hooks" / "counters.pb.js").write_text(COUNTER_HOOKS)
+        shutil.copy(POCKETBASE / "counters.pb.js", home / "hooks")
     port = free_port()
     pb = subprocess.Popen(
         [
