@@ -136,14 +136,14 @@ class Server:
         if cfg.cron is not None:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
-            make_worker_app(engine, logs, channels, http_functions),
+            make_worker_app(engine, logs, channels, http_functions, cfg.worker),
             cfg.worker.host,
             cfg.worker.port,
         )
         for index, listener in enumerate(cfg.rbac_listeners):
             name = "rbac" if index == 0 else f"rbac{index}"
             self.ports[name] = await self._listen(
-                make_worker_app(engine, logs, channels, http_functions, listener.rbac),
+                make_worker_app(engine, logs, channels, http_functions, listener),
                 listener.host,
                 listener.port,
             )

@@ -80,6 +80,14 @@ class WorkerManagerConfig(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(49134, ge=0, le=65535)
     middleware_function_id: str | None = None  # RBAC listeners only
+    # iiilog: what one peer may leave unread before its calls, replies and
+    # reads wait (above the transport's 64 KiB high-water mark), and how long
+    # it may stay so before it is dropped.
+    max_outbound_bytes: int = Field(4 * 1024 * 1024, ge=256 * 1024)
+    slow_peer_timeout_ms: int = Field(30_000, ge=1)
+    # The largest message a worker may send (iii: 64 MiB, spec §1.3); a
+    # larger one closes the socket with 1009 (message too big).
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     rbac: RbacConfig | None = None
 
     @model_validator(mode="before")

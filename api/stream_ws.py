@@ -5,7 +5,9 @@ connecting to ``/stream/{stream}/{group}[/{item}]``. Each subscription is a pump
 that walks the log from a cursor: a ``sync`` snapshot tagged with the offset it
 reflects and then every later matching record, or, with a ``from`` position,
 exactly the matching records after it. Nothing is queued per subscriber: a slow
-socket only holds back its own pump, which then reads from the store. Every
+socket only holds back its own pump, which then reads from the store. What one
+socket has waiting for its client is bounded (``FrameWriter``): past the bound
+its pumps wait, its snapshots are not read and its next frames not taken. Every
 message carries its ``offset``.
 """
 
@@ -68,15 +70,19 @@ class StreamClient:
     frames: FrameWriter
     context: Any = None
     subs: dict[str, Subscription] = field(default_factory=dict)
+    # One snapshot at a time is read for a client, and only while it has room:
+    # many joins from a client that does not read hold no snapshots.
+    syncing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, text: str | bytes) -> None:
         """Frames leave in call order, coalesced per turn of the loop; waits
-        only while the client does not read (then its pump falls behind and
-        reads from the log, not from a buffer)."""
-        if self.ws.closed:
+        while the client has more than the bound unread (then its pump falls
+        behind and reads from the log, not from a buffer)."""
+        if self.frames.over:
+            await self.frames.room()
+        if self.ws.closed or not self.frames.open:
             raise ConnectionResetError("the client is gone")
         self.frames.push(text if isinstance(text, bytes) else text.encode())
-        await self.frames.drain()
 
 
 def _membership(
@@ -203,6 +209,8 @@ class StreamServer:
                     },
                 )
             async for msg in ws:
+                if client.frames.over:  # read no more while it does not read
+                    await client.frames.room()
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self._on_frame(client, msg.data)
         finally:
@@ -306,6 +314,14 @@ class StreamServer:
     # -- the pump ----------------------------------------------------------------------
 
     async def _sync(
+        self, client: StreamClient, sub: Subscription, *, reset: bool
+    ) -> int:
+        async with client.syncing:
+            if client.frames.over:
+                await client.frames.room()
+            return await self._sync_now(client, sub, reset=reset)
+
+    async def _sync_now(
         self, client: StreamClient, sub: Subscription, *, reset: bool
     ) -> int:
         op = "list" if sub.item is None else "get"

@@ -4,8 +4,11 @@ It only moves frames: socket → ``WorkerSession.receive`` → one ``match`` ove
 the events → the engine, and engine → typed message → ``WorkerSession.send`` →
 socket. Frames are applied in arrival order; invocations run in their own tasks
 so the read loop never waits for a result. Outbound frames are coalesced per
-socket (``FrameWriter``); a sender waits only when the transport asks it to
-drain. A bad frame is logged and dropped; the socket stays open.
+socket (``FrameWriter``) and bounded (``max_outbound_bytes``): while a peer
+has more than that waiting, its replies wait, its calls do not start and its
+next frames are not read; a peer that stays so for ``slow_peer_timeout_ms`` is
+dropped (its callers get ``invocation_stopped``). A bad frame is logged and
+dropped; the socket stays open.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from .protocol import (
     clip,
     encode,
 )
-from .rbac import RbacConfig
+from .rbac import WorkerManagerConfig
 from .rbac_session import RbacGate, Registration, authenticate
 from .session import Event, FrameDropped, Telemetry, WorkerSession
 
@@ -80,7 +83,7 @@ class Listener:
     trigger_types: WorkerTriggerTypes
     logs: LogSink
     http_functions: HttpFunctions | None
-    rbac: RbacConfig | None
+    config: WorkerManagerConfig
 
 
 LISTENER = web.AppKey("listener", Listener)
@@ -182,9 +185,22 @@ class WorkerConnection:
             self.frames.push(self.session.send(message))
 
     async def _send(self, message: Outgoing) -> None:
+        if self.frames.over:  # backpressure: the peer does not read
+            await self.frames.room()
         self._push(message)
-        if self.frames.paused:  # backpressure: the peer does not read
-            await self.frames.drain()
+
+    def stuck(self) -> None:
+        """The peer left more than ``max_outbound_bytes`` unread for longer
+        than ``slow_peer_timeout_ms``: drop it (the read loop then ends and
+        the disconnect cleanup answers its callers)."""
+        log.warning(
+            "worker %s (%s) dropped: %d bytes unread for over %d ms",
+            self.id,
+            self.name or "unnamed",
+            self.frames.buffered,
+            self.listener.config.slow_peer_timeout_ms,
+        )
+        self.frames.abort()
 
     async def serve(self) -> None:
         if not self.node_link:
@@ -192,6 +208,8 @@ class WorkerConnection:
         try:
             self.frames.push(self.session.welcome())
             async for msg in self.ws:
+                if self.frames.over:  # read no more while it does not read
+                    await self.frames.room()
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     for event in self.session.receive(msg.data):
                         await self._dispatch(event)
@@ -341,6 +359,10 @@ class WorkerConnection:
         await old.close()
 
     async def _invoke(self, msg: InvokeFunction) -> None:
+        if self.frames.over:  # its replies would only pile up: not yet
+            await self.frames.room()
+            if self.session.closed:
+                return
         action = msg.action_type
         reply = msg.invocation_id is not None and action != "void"
         ctx = CallContext(
@@ -402,10 +424,10 @@ class WorkerConnection:
             await self._send(out)
 
 
-def _engine_socket() -> web.WebSocketResponse:
+def _engine_socket(max_message_bytes: int = MAX_MESSAGE_BYTES) -> web.WebSocketResponse:
     """The worker and telemetry sockets' settings."""
     return web.WebSocketResponse(
-        max_msg_size=MAX_MESSAGE_BYTES,
+        max_msg_size=max_message_bytes,
         heartbeat=20.0,
         timeout=CLOSE_TIMEOUT_S,
         compress=False,  # as iii: no permessage-deflate (it costs both ends CPU)
@@ -414,25 +436,34 @@ def _engine_socket() -> web.WebSocketResponse:
 
 async def worker_handler(request: web.Request) -> web.WebSocketResponse:
     listener = request.app[LISTENER]
+    config = listener.config
     gate: RbacGate | None = None
-    if listener.rbac is not None:
-        rbac = await authenticate(listener.engine, listener.rbac, request)
+    if config.rbac is not None:
+        rbac = await authenticate(listener.engine, config.rbac, request)
         if rbac is not None:
             gate = RbacGate(listener.engine, rbac)
-    ws = _engine_socket()
+    ws = _engine_socket(config.max_message_bytes)
     await ws.prepare(request)
-    if listener.rbac is not None and gate is None:
+    if config.rbac is not None and gate is None:
         await ws.send_str(encode(AuthFailed("authentication failed")).decode())
         await ws.close()
         return ws
+    connection: list[WorkerConnection] = []  # for the stuck callback
+    frames = FrameWriter(
+        request,
+        limit=config.max_outbound_bytes,
+        stuck_after_s=config.slow_peer_timeout_ms / 1000,
+        on_stuck=lambda: connection[0].stuck(),
+    )
     conn = WorkerConnection(
         listener,
         ws,
-        FrameWriter(request),
+        frames,
         request.remote,
         gate,
         node_link=gate is None and NODE_PARAM in request.query,
     )
+    connection.append(conn)
     await conn.serve()
     return ws
 
@@ -453,11 +484,15 @@ def make_worker_app(
     logs: LogSink,
     channels: ChannelRegistry,
     http_functions: HttpFunctions | None = None,
-    rbac: RbacConfig | None = None,
+    config: WorkerManagerConfig | None = None,
 ) -> web.Application:
     app = web.Application()
     app[LISTENER] = Listener(
-        engine, WorkerTriggerTypes(engine), logs, http_functions, rbac
+        engine,
+        WorkerTriggerTypes(engine),
+        logs,
+        http_functions,
+        config or WorkerManagerConfig(),
     )
     app[CHANNELS] = channels
     app.router.add_get("/otel", otel_handler)

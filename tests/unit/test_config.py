@@ -77,6 +77,9 @@ def test_unset_without_default_is_fatal() -> None:
                 "host": "0.0.0.0",
                 "port": 49134,
                 "middleware_function_id": None,
+                "max_outbound_bytes": 4 * 1024 * 1024,
+                "slow_peer_timeout_ms": 30_000,
+                "max_message_bytes": 64 * 1024 * 1024,
                 "rbac": None,
             },
         ),
@@ -355,6 +358,16 @@ def test_sdk_suite_config() -> None:
         (
             one("iii-worker-manager", "{port: '49134'}"),
             "iii-worker-manager: port: Input should be a valid integer",
+        ),
+        (
+            one("iii-worker-manager", "{max_outbound_bytes: 1000}"),
+            "iii-worker-manager: max_outbound_bytes: Input should be greater than"
+            " or equal to 262144",
+        ),
+        (
+            one("iii-worker-manager", "{slow_peer_timeout_ms: 0}"),
+            "iii-worker-manager: slow_peer_timeout_ms: Input should be greater than"
+            " or equal to 1",
         ),
         (
             one("iii-worker-manager", "{hots: x}"),
