@@ -4,8 +4,10 @@ An extra ``iii-worker-manager`` entry with an ``rbac`` block opens another
 worker port whose connections are authenticated once at upgrade by an auth
 function; its ``AuthResult`` becomes the connection's session. The session
 decides which functions the connection may call (``check``: pure), and which
-it may see in ``engine::functions::list``. Registrations from such connections
-pass through hook functions first (in ``worker_ws``). Every listener's
+it may see in ``engine::functions::list``, and which trigger types it may bind
+to which functions (a trigger may only deliver to what the session may call).
+Registrations from such connections pass through hook functions first (in
+``worker_ws``). Every listener's
 settings, RBAC or not, are a ``WorkerManagerConfig``.
 """
 
@@ -132,6 +134,7 @@ class RbacSession:
     allow_function_registration: bool = True
     allow_trigger_type_registration: bool = False
     prefix: str | None = None
+    allowed_trigger_types: frozenset[str] | None = None  # None: every type
 
     @classmethod
     def from_auth(cls, config: RbacConfig, result: dict[str, Any]) -> RbacSession:
@@ -140,6 +143,7 @@ class RbacSession:
             return frozenset(v for v in value if isinstance(v, str))
 
         prefix = result.get("function_registration_prefix")
+        types = result.get("allowed_trigger_types")
         return cls(
             config=config,
             allowed=ids("allowed_functions"),
@@ -152,6 +156,9 @@ class RbacSession:
             )
             is True,
             prefix=prefix if isinstance(prefix, str) and prefix else None,
+            allowed_trigger_types=frozenset(t for t in types if isinstance(t, str))
+            if isinstance(types, list)
+            else None,
         )
 
     def check(self, function_id: str, entry: FunctionEntry | None) -> None:
@@ -172,6 +179,30 @@ class RbacSession:
             "FORBIDDEN",
             f"function '{function_id}' not allowed (add to rbac.expose_functions)",
         )
+
+    def check_trigger_type(self, trigger_type: str) -> None:
+        """Raise ``FORBIDDEN`` unless this session may bind ``trigger_type``."""
+        allowed = self.allowed_trigger_types
+        if allowed is not None and trigger_type not in allowed:
+            raise EngineError(
+                "FORBIDDEN",
+                f"trigger type '{trigger_type}' not allowed (add to the auth"
+                " result's allowed_trigger_types)",
+            )
+
+    def check_target(
+        self, function_id: str, entry: FunctionEntry | None, namespace: str
+    ) -> None:
+        """Raise ``FORBIDDEN`` unless a trigger of this session may deliver to
+        ``function_id``: only what the session may call itself, or a trigger
+        would run what a call may not."""
+        try:
+            self.check(function_id, entry)
+        except EngineError:
+            raise EngineError(
+                "FORBIDDEN",
+                f"function '{function_id}' not allowed in namespace '{namespace}'",
+            ) from None
 
     def may_see(self, entry: FunctionEntry) -> bool:
         try:

@@ -325,9 +325,27 @@ class WorkerConnection:
         )
 
     async def _register_trigger(self, msg: RegisterTrigger) -> None:
+        gate = self.gate
+        if gate is not None:  # the type first, before its hook runs (as iii)
+            try:
+                gate.session.check_trigger_type(msg.trigger_type)
+            except EngineError as e:
+                await self._trigger_forbidden(msg, e)
+                return
         admitted = await self._admit(msg)
         if admitted is None:
             return
+        if gate is not None:  # the target as the hook and the prefix left it
+            namespace = admitted.namespace or self.namespace
+            try:
+                entry = self.engine.lookup(admitted.function_id, namespace)
+            except EngineError:
+                entry = None
+            try:
+                gate.session.check_target(admitted.function_id, entry, namespace)
+            except EngineError as e:
+                await self._trigger_forbidden(admitted, e)
+                return
         binding = TriggerBinding(
             id=admitted.id,
             trigger_type=admitted.trigger_type,
@@ -348,6 +366,19 @@ class WorkerConnection:
                 clip(e.message),
             )
             await self.trigger_refused(binding, e.body())
+
+    async def _trigger_forbidden(self, msg: RegisterTrigger, e: EngineError) -> None:
+        log.warning(
+            "worker %s: trigger %s (%s -> %s) refused: %s",
+            self.id,
+            clip(msg.id),
+            clip(msg.trigger_type),
+            clip(msg.function_id),
+            clip(e.message),
+        )
+        await self._send(
+            TriggerRefused(msg.id, msg.trigger_type, msg.function_id, e.body())
+        )
 
     async def _reattach(self, msg: Reattach) -> None:
         old = self.engine.workers.get(msg.previous_worker_id or "")
