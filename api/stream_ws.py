@@ -31,6 +31,7 @@ from eventlog import EventLogError
 from eventlog.codec import dumps, loads
 
 from .frames import FrameWriter
+from .protocol import clip
 
 log = logging.getLogger("iiilog.streams")
 CLIENT_FRAME_LIMIT = 1024 * 1024
@@ -98,15 +99,28 @@ def _membership(
     }
 
 
+# Offsets are 64-bit: a longer string is no offset (and int() of thousands of
+# digits is refused by Python itself).
+_MAX_OFFSET_DIGITS = 19
+
+
 def parse_position(value: Any) -> int | None:
-    """``from``: a non-negative integer (or its decimal string); None if absent."""
+    """``from``: a non-negative integer (or its ASCII decimal string); None if
+    absent. Anything else is a ``BadJoin`` (``"²"`` passes ``str.isdigit``
+    but is no number ``int`` reads)."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise BadJoin("`from` must be a non-negative integer offset")
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, int) and value >= 0:
+    if isinstance(value, str):
+        digits = value.strip()
+        if (
+            digits.isascii()
+            and digits.isdigit()
+            and len(digits.lstrip("0")) <= _MAX_OFFSET_DIGITS
+        ):
+            return int(digits)
+    elif isinstance(value, int) and 0 <= value < 1 << 63:
         return value
     raise BadJoin("`from` must be a non-negative integer offset")
 
@@ -224,8 +238,13 @@ class StreamServer:
             return
         try:
             msg = loads(frame)
+        except RecursionError:
+            # orjson stops at 1024 levels; the stdlib decoder it falls back to
+            # gives up at the interpreter's recursion limit.
+            log.info("stream client frame dropped: nested too deeply")
+            return
         except ValueError as e:
-            log.info("stream client frame dropped: malformed JSON: %s", e)
+            log.info("stream client frame dropped: malformed JSON: %s", clip(str(e)))
             return
         if not isinstance(msg, dict):
             log.info("stream client frame dropped: not an object")

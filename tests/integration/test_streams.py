@@ -260,41 +260,83 @@ async def test_url_form_leave_and_rejoin(
     assert (await item.next())["id"] == "it"
 
 
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
 @pytest.mark.parametrize(
-    "frame",
+    ("frame", "answered"),
     [
-        "{oops",
-        "[]",
-        "42",
-        '{"type":"dance"}',
-        '{"type":"join"}',
-        '{"type":"join","data":{"streamName":"s"}}',
-        '{"type":"leave","data":5}',
-        " ",
+        ("{oops", False),
+        ("[]", False),
+        ("42", False),
+        ('{"type":"dance"}', False),
+        ('{"type":"join"}', True),  # a join with missing fields is answered
+        ('{"type":"join","data":{"streamName":"s"}}', True),
+        ('{"type":"leave","data":5}', False),
+        (" ", False),
+        (DEEP, False),  # nested 10,000 levels: dropped like malformed JSON
+        ('{"type":"join","data":' + DEEP + "}", False),
     ],
 )
 async def test_bad_frames_keep_socket_open(
-    engine: EngineProcess, worker: RawWorker, session: aiohttp.ClientSession, frame: str
+    engine: EngineProcess,
+    worker: RawWorker,
+    session: aiohttp.ClientSession,
+    frame: str,
+    answered: bool,
 ) -> None:
     s = name()
     sub = await open_sub(session, engine.stream_url)
     await sub.ws.send_str(frame)
     await sub.join(s, "g")
     msg = await sub.next()
-    if msg["type"] == "error":  # a join with missing fields is answered
+    if answered:
+        assert msg["type"] == "error", msg
         assert msg["error"]["code"] == "INVALID_JOIN"
+        assert msg["subscriptionId"] is None
         msg = await sub.next()
-    assert msg["event"]["type"] == "sync"
+    assert msg["event"]["type"] == "sync", msg
+    assert msg["subscriptionId"] == "s-1"
 
 
+@pytest.mark.parametrize(
+    "position", [-3, "²", " ³ ", "9" * 5000, "1e3", "0x10", 2**64, True, 1.5]
+)
 async def test_invalid_from_is_refused(
-    engine: EngineProcess, session: aiohttp.ClientSession
+    engine: EngineProcess, session: aiohttp.ClientSession, position: Any
 ) -> None:
+    """A bad ``from`` is an ``INVALID_JOIN`` for that subscription; the socket
+    stays and its next join works."""
     sub = await open_sub(session, engine.stream_url)
-    await sub.join(name(), "g", position=-3)
+    await sub.join(name(), "g", position=position)
     msg = await sub.next()
-    assert msg["type"] == "error" and msg["subscriptionId"] == "s-1"
-    assert "from" in msg["error"]["message"]
+    assert msg == {
+        "type": "error",
+        "subscriptionId": "s-1",
+        "error": {
+            "code": "INVALID_JOIN",
+            "message": "`from` must be a non-negative integer offset",
+        },
+    }
+    await sub.join(name(), "g", sub_id="s-2")
+    msg = await sub.next()
+    assert msg["event"]["type"] == "sync" and msg["subscriptionId"] == "s-2"
+
+
+@pytest.mark.parametrize("query", ["%C2%B2", "9" * 5000, "-1"])
+async def test_invalid_from_in_the_url_is_refused(
+    engine: EngineProcess, session: aiohttp.ClientSession, query: str
+) -> None:
+    s = name()
+    sub = await open_sub(
+        session, f"{engine.stream_url}/stream/{s}/g?from={query}&subscriptionId=u"
+    )
+    msg = await sub.next()
+    assert msg["type"] == "error" and msg["subscriptionId"] == "u"
+    assert msg["error"]["code"] == "INVALID_JOIN"
+    await sub.join(s, "g")
+    msg = await sub.next()
+    assert msg["event"]["type"] == "sync" and msg["subscriptionId"] == "s-1"
 
 
 # -- resume ---------------------------------------------------------------------
