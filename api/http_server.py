@@ -135,6 +135,11 @@ class HttpModule:
             parse_route(binding.id, binding.function_id, binding.config),
             namespace=binding.namespace,
         )
+        if route.segments[:1] == (ADMIN_PREFIX.strip("/"),):
+            raise TriggerRegistrationFailed(
+                f"api_path {route.api_path!r} is reserved: paths under"
+                f" {ADMIN_PREFIX}/ are iiilog's own and never routed to workers"
+            )
         self.routes.add(route)
         self.engine.cluster.route_changed(
             [
@@ -227,6 +232,8 @@ class HttpModule:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
+        if path.startswith(f"{ADMIN_PREFIX}/"):  # never a worker's, even by a :param
+            return _json_response(404, error_envelope("NOT_FOUND", "Not Found"))
         route, path_exists, params = self.routes.match(request.method, path)
         if route is None:
             route, elsewhere, params = self.remote_routes.match(request.method, path)

@@ -260,6 +260,46 @@ def test_route_conflict_is_rejected(
         assert api.json("GET", "/c/1/2") == (200, "first")
 
 
+def test_admin_paths_are_never_a_workers(
+    engine: EngineProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Paths under ``/_iiilog/`` are iiilog's own: a route there is refused at
+    registration, and a route with a ``:param`` first segment does not
+    capture them either."""
+    api = Http(engine.http_url)
+    with (
+        caplog.at_level(logging.ERROR, logger="iii"),
+        sdk_worker(engine.worker_url, "admin-squatter") as w,
+    ):
+        w.register_function("h::squat", lambda r: {"body": "hijacked"})
+        for path in ("_iiilog/projections/todos", "/_iiilog/extra"):
+            w.register_trigger(
+                {
+                    "type": "http",
+                    "function_id": "h::squat",
+                    "config": {"api_path": path},
+                }
+            )
+        w.register_trigger(
+            {
+                "type": "http",
+                "function_id": "h::squat",
+                "config": {"api_path": ":anything/extra2"},
+            }
+        )
+        wait_until(lambda: api.request("GET", "/elsewhere/extra2")[0] == 200)
+        wait_until(
+            lambda: caplog.text.count("is reserved: paths under /_iiilog/") == 2,
+            message="both refusals logged by the SDK",
+        )
+        assert "'/_iiilog/extra'" in caplog.text
+        not_found = {"error": {"code": "NOT_FOUND", "message": "Not Found"}}
+        assert api.json("GET", "/_iiilog/extra") == (404, not_found)
+        assert api.json("GET", "/_iiilog/extra2") == (404, not_found)
+        status, payload = api.json("GET", "/_iiilog/projections/todos")
+        assert status == 200 and payload["name"] == "todos"
+
+
 def test_timeout_is_504(tmp_path: Path) -> None:
     proc = engine_with(
         tmp_path,
