@@ -33,7 +33,9 @@ from eventlog.directory import RemoteRoute
 from projections.runner import ProjectionRunner
 
 log = logging.getLogger("iiilog.http")
-MAX_BODY_BYTES = 64 * 1024 * 1024
+# iii's HTTP worker takes request bodies up to 16 MiB (the SDK's upload tests
+# send ~8 MiB of multipart); a larger one is refused with 413.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 BODY_CHUNK = 64 * 1024
 NULL_GRACE_S = 0.25  # a `null` result waits this long for a response writer
 ADMIN_PREFIX = "/_iiilog"  # iiilog's own read-only routes; never routed to workers
@@ -73,6 +75,7 @@ class HttpConfig(BaseModel):
     middleware: list[MiddlewareConfig] = []
     body_fields_at_top_level: bool = True  # iiilog extension (§3.10)
     plain_results: bool = True  # iiilog extension (§3.10)
+    max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1)  # larger: 413
 
     @field_validator("middleware")
     @classmethod
@@ -97,6 +100,25 @@ def _control(text: Any, headers: dict[str, str], status: int) -> int:
             if isinstance(value, str):
                 headers[name] = value
     return status
+
+
+class BodyTooLarge(Exception):
+    """A request body past ``max_body_bytes``: answered 413."""
+
+    def __init__(self, size: int | None, limit: int) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        size = "request body" if self.size is None else f"request body of {self.size}"
+        unit = "" if self.size is None else " bytes"
+        return (
+            f"{size}{unit} exceeds the configured max_body_bytes limit of {self.limit}"
+        )
+
+    def response(self) -> web.Response:
+        return _json_response(413, error_envelope("PAYLOAD_TOO_LARGE", self.message))
 
 
 def _json_response(
@@ -173,7 +195,7 @@ class HttpModule:
     # -- aiohttp -------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(client_max_size=self.config.max_body_bytes)
         app.router.add_get(f"{ADMIN_PREFIX}/projections/{{name}}", self.projection)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         return app
@@ -240,8 +262,19 @@ class HttpModule:
             path_exists = path_exists or elsewhere
         if route is None:
             if path_exists:
-                return web.Response(status=405)
+                allowed = self.routes.methods(path) | self.remote_routes.methods(path)
+                return _json_response(
+                    405,
+                    error_envelope(
+                        "METHOD_NOT_ALLOWED",
+                        f"{request.method} is not allowed on this path",
+                    ),
+                    {"allow": ", ".join(sorted(allowed))},
+                )
             return _json_response(404, error_envelope("NOT_FOUND", "Not Found"))
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return BodyTooLarge(request.content_length, limit).response()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.default_timeout / 1000
         request_body = self.channels.create()
@@ -260,6 +293,8 @@ class HttpModule:
             return await self._stream(request, response_body, status, headers, first)
         except TimeoutError:
             return web.Response(status=504)
+        except BodyTooLarge as e:  # a body without a length, cut at the limit
+            return e.response()
         finally:
             self.channels.drop(request_body)
             self.channels.drop(response_body)
@@ -268,12 +303,18 @@ class HttpModule:
     async def _pump(
         self, channel: Channel, request: web.Request, raw: bytes | None
     ) -> None:
-        """Fill the request-body channel (≤ 64 KiB chunks), then close it."""
+        """Fill the request-body channel (≤ 64 KiB chunks), then close it.
+        A body without a length that passes ``max_body_bytes`` stops here
+        (``BodyTooLarge``; the request is answered 413 if it still can be)."""
         if raw is not None:
             for start in range(0, len(raw), BODY_CHUNK):
                 await channel.put("binary", raw[start : start + BODY_CHUNK])
         else:
+            limit, seen = self.config.max_body_bytes, 0
             async for chunk in request.content.iter_chunked(BODY_CHUNK):
+                seen += len(chunk)
+                if seen > limit:
+                    raise BodyTooLarge(None, limit)
                 await channel.put("binary", chunk)
         await channel.end()
 
@@ -306,7 +347,10 @@ class HttpModule:
         body: Any = None
         raw: bytes | None = None
         if "application/json" in request.headers.get("content-type", ""):
-            raw = await request.read()
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise BodyTooLarge(None, self.config.max_body_bytes) from None
             if raw.strip():
                 try:
                     body = loads(raw)
@@ -317,11 +361,10 @@ class HttpModule:
                             "INVALID_JSON", f"Request body is not valid JSON: {e}"
                         ),
                     )
-        tasks.append(
-            asyncio.get_running_loop().create_task(
-                self._pump(request_body, request, raw), name="http-body-pump"
-            )
+        pump = asyncio.get_running_loop().create_task(
+            self._pump(request_body, request, raw), name="http-body-pump"
         )
+        tasks.append(pump)
         payload: dict[str, Any] = {
             "query_params": query,
             "path_params": params,
@@ -388,9 +431,13 @@ class HttpModule:
                 waiting: set[asyncio.Future[Any]] = {getter}
                 if not handler.done():
                     waiting.add(handler)
+                if not pump.done():
+                    waiting.add(pump)
                 done, _ = await asyncio.wait(
                     waiting, return_when=asyncio.FIRST_COMPLETED
                 )
+                if pump in done and isinstance(pump.exception(), BodyTooLarge):
+                    raise pump.exception()  # type: ignore[misc]
                 if getter in done:
                     item, getter = getter.result(), None
                     if item is None:  # the writer closed without a body chunk
@@ -507,6 +554,6 @@ async def _settle(tasks: list[asyncio.Task[Any]], route: Route) -> None:
             task.cancel()
     for outcome in await asyncio.gather(*tasks, return_exceptions=True):
         if isinstance(outcome, Exception) and not isinstance(
-            outcome, EngineError | ConnectionResetError
+            outcome, EngineError | ConnectionResetError | BodyTooLarge
         ):
             log.error("http %s: a request task failed: %r", route.display, outcome)

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
 from engine.channels import ChannelRegistry
 from engine.core import (
@@ -214,11 +214,27 @@ class WorkerConnection:
                     for event in self.session.receive(msg.data):
                         await self._dispatch(event)
                 elif msg.type == WSMsgType.ERROR:
-                    log.warning(
-                        "worker %s: socket error: %s", self.id, self.ws.exception()
-                    )
+                    self._socket_error(self.ws.exception())
         finally:
             await self.close()
+
+    def _socket_error(self, error: BaseException | None) -> None:
+        """aiohttp ends the socket after an error; say why, in one line."""
+        if (
+            isinstance(error, WebSocketError)
+            and error.code == WSCloseCode.MESSAGE_TOO_BIG
+        ):
+            log.warning(
+                "worker %s closed (1009): a message over max_message_bytes"
+                " (%d bytes): %s",
+                self.id,
+                self.listener.config.max_message_bytes,
+                error,
+            )
+        elif isinstance(error, ConnectionError | WebSocketError):
+            log.info("worker %s: socket ended: %s", self.id, error)
+        else:
+            log.warning("worker %s: socket error: %r", self.id, error)
 
     async def close(self) -> None:
         """Run the §1.7 cleanup once, as soon as the socket is done."""

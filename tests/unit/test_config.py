@@ -105,6 +105,7 @@ def test_unset_without_default_is_fatal() -> None:
                 "middleware": [],
                 "body_fields_at_top_level": True,
                 "plain_results": True,
+                "max_body_bytes": 16 * 1024 * 1024,
             },
         ),
         (
@@ -117,7 +118,10 @@ def test_unset_without_default_is_fatal() -> None:
                 "prune_interval_ms": 60_000,
             },
         ),
-        (StateConfig, {"max_value_bytes": None, "triggers_enabled": True}),
+        (
+            StateConfig,
+            {"max_value_bytes": 4 * 1024 * 1024, "triggers_enabled": True},
+        ),
         (CronConfig, {}),
         (PubSubConfig, {}),
         (QueueModuleConfig, {"queue_configs": {}}),
@@ -619,6 +623,8 @@ def test_ignored_settings_leave_the_rest_checked(
 ) -> None:
     cfg = parse(one("iii-state", f"{{max_value_bytes: 9, {ADAPTER[1:-1]}}}"), {})
     assert cfg.state.max_value_bytes == 9
+    unlimited = parse(one("iii-state", "{max_value_bytes: null}"), {})
+    assert unlimited.state.max_value_bytes is None
     with pytest.raises(ConfigError, match="iii-state: unknown key 'adaptor'"):
         parse(one("iii-state", "{adapter: {}, adaptor: {}}"), {})
 
