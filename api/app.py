@@ -42,6 +42,7 @@ from eventlog.postgres import PostgresStore
 from projections.registry import builtin as builtin_projections
 from projections.runner import ProjectionRunner
 
+from . import client_errors
 from .config import EngineConfig
 from .http_server import HttpModule
 from .node_link import NodeLinks
@@ -187,6 +188,7 @@ class Server:
         # Shutdown closes the sockets first; handlers still running after 5 s
         # are cancelled rather than waited for (aiohttp's default is 60 s).
         app.on_response_prepare.append(self._track)
+        client_errors.install()  # a client's bad request: a line, not a stack
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=5.0
         )
