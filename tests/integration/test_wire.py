@@ -18,8 +18,11 @@ from tests.wsclients import RawWorker
 
 
 async def test_workerregistered_comes_first(worker: RawWorker) -> None:
+    """The fixture reads the socket's first frame as is: it is this one."""
+    assert worker.registered["type"] == "workerregistered"
     assert uuid.UUID(worker.registered["worker_id"])
     assert uuid.UUID(worker.registered["reattach_token"])
+    await worker.only_pong()  # and nothing else came with it
 
 
 async def test_unknown_function_reply_shape(worker: RawWorker) -> None:
@@ -81,7 +84,7 @@ async def test_bad_frames_are_dropped_socket_stays(
     worker: RawWorker, frame: str
 ) -> None:
     await worker.ws.send_str(frame)
-    await worker.alive()
+    await worker.only_pong()  # no answer to the bad frame, and the socket works
     reply = await worker.call("state::get", {"scope": "x", "key": "y"})
     assert "result" not in reply and "error" not in reply
 
@@ -117,6 +120,9 @@ async def test_invalid_ops_are_a_deserialization_error(worker: RawWorker) -> Non
 
 
 async def test_void_call_gets_no_reply(worker: RawWorker) -> None:
+    """Void calls, one that works and one that fails, are answered with
+    nothing: every frame up to the point where the write is visible (and one
+    more round trip) is read, and all of them answer our own sync calls."""
     await worker.send(
         {
             "type": "invokefunction",
@@ -132,12 +138,29 @@ async def test_void_call_gets_no_reply(worker: RawWorker) -> None:
             "action": {"type": "void"},
         }
     )
-    await worker.alive()  # the pong is the next frame: no invocationresult came
+    others: list[dict[str, Any]] = []
+
+    async def strict_get() -> Any:
+        invocation_id = str(uuid.uuid4())
+        await worker.send(
+            {
+                "type": "invokefunction",
+                "invocation_id": invocation_id,
+                "function_id": "state::get",
+                "data": {"scope": "wire-void", "key": "k"},
+            }
+        )
+        while True:
+            frame = await worker.recv()
+            if frame.get("invocation_id") == invocation_id:
+                return frame.get("result")
+            others.append(frame)  # anything else is an answer nobody asked for
+
     async with asyncio.timeout(5):
-        while (await worker.call("state::get", {"scope": "wire-void", "key": "k"})).get(
-            "result"
-        ) != 1:
+        while await strict_get() != 1:  # the void write ran (positive control)
             pass
+    await strict_get()  # one more round trip: whatever the void calls sent is in
+    assert others == []
 
 
 async def test_bad_trigger_config_is_reported(worker: RawWorker) -> None:
@@ -236,7 +259,7 @@ async def test_reattach_retires_the_old_connection(
             }
         )
         await new.alive()
-        assert not old_ws.closed
+        await old.only_pong()  # a wrong token leaves the old socket working
         await new.send(
             {
                 "type": "reattach",
