@@ -20,7 +20,9 @@ from .protocol import text_frame
 CLOSE_TIMEOUT_S = 2.0
 # Outbound bytes one socket may have queued before its writers wait.
 DEFAULT_OUTBOUND_LIMIT = 4 * 1024 * 1024
-# How often a socket over its limit is looked at (for ``on_stuck``).
+# How often a socket over its limit is looked at: for its waiters, and for
+# ``on_stuck``.
+_POLL_S = 0.005
 _WATCH_S = 0.1
 
 
@@ -38,7 +40,7 @@ class FrameWriter:
     ``limit`` by at most the frames pushed after the last ``room`` check, one
     per writer, because writers ``await room()`` before they build a frame.
     ``limit`` is above the transport's high-water mark (64 KiB), so over the
-    limit means the transport is paused and resumes when the peer reads.
+    limit means the transport holds it until the peer reads.
     When the socket stays over the limit for ``stuck_after_s``, ``on_stuck``
     runs once (the owner decides: the worker bridge drops the peer).
     """
@@ -51,7 +53,6 @@ class FrameWriter:
         on_stuck: Callable[[], None] | None = None,
     ) -> None:
         self._transport = request.transport
-        self._protocol = request.protocol
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._scheduled = False
@@ -59,7 +60,7 @@ class FrameWriter:
         self._stuck_after_s = stuck_after_s
         self._on_stuck = on_stuck
         self._over_since: float | None = None  # loop time; None: under the limit
-        self._drained: asyncio.Future[None] | None = None  # shared by waiters
+        self._room: asyncio.Event | None = None  # set when back under the limit
 
     def push(self, payload: bytes) -> None:
         frame = text_frame(payload)
@@ -100,24 +101,33 @@ class FrameWriter:
         """More is queued for the peer than the limit allows."""
         return self.open and self.buffered > self.limit
 
-    @property
-    def paused(self) -> bool:
-        """The transport asked writers to wait (the peer does not read)."""
-        return self._protocol.writing_paused
-
     async def room(self) -> None:
-        """Wait until the socket is under its limit (or gone). Cancelling one
-        waiter leaves the others waiting."""
+        """Wait until the socket is under its limit (or gone).
+
+        The waiters share one event, set by a poll of the buffer every few
+        milliseconds while the socket is over its limit: aiohttp's own drain
+        future is shared with its writer (pings, close), and one cancelled
+        waiter there cancels it for all, which would end a waiter here with a
+        stray ``CancelledError``.
+        """
         while self.over:
             self.flush()
-            if not self.paused:
-                return  # the kernel took it (or flow control is off)
-            if self._drained is None or self._drained.done():
-                self._drained = asyncio.ensure_future(self._protocol._drain_helper())
-            try:
-                await asyncio.shield(self._drained)
-            except ConnectionError:
-                return  # gone: what is pushed now goes nowhere
+            if not self.over:
+                return  # the kernel took it
+            if self._room is None:
+                self._room = asyncio.Event()
+                asyncio.get_running_loop().call_later(_POLL_S, self._poll)
+            await self._room.wait()
+
+    def _poll(self) -> None:
+        room = self._room
+        if room is None:
+            return
+        if self.over:
+            asyncio.get_running_loop().call_later(_POLL_S, self._poll)
+            return
+        self._room = None
+        room.set()
 
     def abort(self) -> None:
         """Drop the connection and whatever is queued for it."""

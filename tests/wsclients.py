@@ -60,8 +60,9 @@ class StalledSocket:
     engine's writes back up after a few KiB.
     """
 
-    def __init__(self, url: str, rcvbuf: int = 8192, path: str = "/") -> None:
+    def __init__(self, url: str, rcvbuf: int = 8192) -> None:
         parts = urlsplit(url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(10)
@@ -78,12 +79,42 @@ class StalledSocket:
             assert chunk, "closed during the upgrade"
             head += chunk
         assert head.startswith(b"HTTP/1.1 101"), head
+        self._unread = b""  # read past the last frame returned
 
     def send_text(self, text: str) -> None:
         self.sock.sendall(client_frame(text.encode()))
 
     def send_json(self, msg: Any) -> None:
         self.send_text(json.dumps(msg))
+
+    def read_frames(self, n: int, timeout: float = 60.0) -> list[str]:
+        """Read ``n`` text frames (server frames: unmasked, unfragmented),
+        answering pings on the way as a reading client does."""
+        deadline = time.monotonic() + timeout
+        buffer, at, frames = self._unread, 0, list[str]()
+        while True:
+            while len(frames) < n and len(buffer) - at >= 2:
+                opcode, length = buffer[at] & 0x0F, buffer[at + 1] & 0x7F
+                start = {126: 4, 127: 10}.get(length, 2)
+                if len(buffer) - at < start:
+                    break  # the extended length is in the next chunk
+                if start > 2:
+                    length = int.from_bytes(buffer[at + 2 : at + start], "big")
+                if len(buffer) - at < start + length:
+                    break
+                payload = buffer[at + start : at + start + length]
+                at += start + length
+                if opcode == 0x1:
+                    frames.append(payload.decode())
+                elif opcode == 0x9:  # ping: pong with its payload
+                    self.sock.sendall(client_frame(payload, opcode=0xA))
+            if len(frames) >= n:
+                self._unread = buffer[at:]  # the rest is for the next call
+                return frames
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = self.sock.recv(1 << 20)
+            assert chunk, f"closed after {len(frames)} frames"
+            buffer, at = buffer[at:] + chunk, 0
 
     def gone(self, timeout: float = 10.0) -> bool:
         """Read what is buffered until the engine's end of the socket is
