@@ -206,6 +206,8 @@ class Server:
         """Close worker connections, then every other socket still open, each
         group concurrently (a socket's close waits for its peer's reply)."""
         engine = self.engine
+        if self._streams is not None:
+            self._streams.abort_stalled()  # no close handshake behind unread data
         peers = list(engine.workers.values()) if engine is not None else []
         await _all(p.close() for p in peers if isinstance(p, WorkerConnection))
         await _all(

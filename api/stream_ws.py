@@ -152,6 +152,14 @@ class StreamServer:
         self.config = config
         self.clients: set[StreamClient] = set()
 
+    def abort_stalled(self) -> None:
+        """Drop the clients over their outbound bound (at shutdown): a close
+        frame would queue behind what they do not read, and its handshake
+        would wait for nothing."""
+        for client in list(self.clients):
+            if client.frames.over:
+                client.frames.abort()
+
     def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/{tail:.*}", self.handle)
@@ -229,6 +237,8 @@ class StreamServer:
                     await self._on_frame(client, msg.data)
         finally:
             self.clients.discard(client)
+            if client.frames.over:  # it does not read: no close handshake
+                client.frames.abort()
             for sub in list(client.subs.values()):
                 await self._leave(client, sub.id, sub)
         return ws

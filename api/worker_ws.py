@@ -245,7 +245,11 @@ class WorkerConnection:
             self.listener.trigger_types.provider_gone(self)
             await self.engine.disconnect(self)
         self.frames.flush()  # what was sent goes out before the close frame
-        if not self.ws.closed:
+        if self.frames.over:
+            # It does not read: a close frame would queue behind what it left
+            # unread, and the handshake (and a shutdown) wait for nothing.
+            self.frames.abort()
+        elif not self.ws.closed:
             await self.ws.close(code=CloseCode.GOING_AWAY)
 
     async def _dispatch(self, event: Event) -> None:

@@ -198,3 +198,62 @@ def test_stream_client_that_never_reads_cannot_grow_the_engine(
             assert call(w, "stream::get", item) == "x" * MIB
     finally:
         proc.stop()
+
+
+def test_peers_that_never_read_do_not_hold_up_a_shutdown(tmp_path: Path) -> None:
+    """A close handshake cannot reach a peer that reads nothing (the close
+    frame queues behind what it left unread): such peers are dropped, and the
+    engine stops at once, acknowledged writes kept."""
+    proc = start(
+        tmp_path, "", "  - name: iii-stream\n    config: {port: 0, host: 127.0.0.1}\n"
+    )
+    with sdk_worker(proc.worker_url, "writer") as w:
+        call(w, "state::set", {"scope": "big", "key": "v", "value": "x" * MIB})
+        item = {"stream_name": "big", "group_id": "g", "item_id": "i"}
+        call(w, "stream::set", {**item, "data": "x" * MIB})
+    worker_peer = StalledSocket(proc.worker_url, rcvbuf=8192)
+    worker_peer.sock.sendall(
+        b"".join(
+            client_frame(
+                json.dumps(
+                    {
+                        "type": "invokefunction",
+                        "invocation_id": str(i),
+                        "function_id": "state::get",
+                        "data": {"scope": "big", "key": "v"},
+                    }
+                ).encode()
+            )
+            for i in range(20)
+        )
+    )
+    stream_peer = StalledSocket(proc.stream_url, rcvbuf=8192)
+    stream_peer.sock.sendall(
+        b"".join(
+            client_frame(
+                json.dumps(
+                    {
+                        "type": "join",
+                        "data": {
+                            "subscriptionId": f"s-{i}",
+                            "streamName": "big",
+                            "groupId": "g",
+                        },
+                    }
+                ).encode()
+            )
+            for i in range(20)
+        )
+    )
+    try:
+        time.sleep(1)  # the engine has written what the buffers take, and waits
+        started = time.monotonic()
+        assert proc.stop(timeout=12) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        worker_peer.close()
+        stream_peer.close()
+    proc.start()
+    with sdk_worker(proc.worker_url, "reader") as r:
+        assert call(r, "state::get", {"scope": "big", "key": "v"}) == "x" * MIB
+    proc.stop()
