@@ -22,6 +22,11 @@ SESSIONS: dict[str, dict[str, Any]] = {
     "reader": {"allowed_functions": ["state::get"], "allowed_trigger_types": ["http"]},
     # No allowed_trigger_types: every type.
     "any-type": {"allowed_functions": ["state::get"]},
+    # May bind triggers through the engine function too.
+    "binder": {
+        "allowed_functions": ["state::get", "engine::register_trigger"],
+        "allowed_trigger_types": ["state"],
+    },
 }
 
 
@@ -203,3 +208,51 @@ async def test_refusal_frame_is_iii_shaped(
         await w.alive()
         listed = call(admin, "engine::registered-triggers::list", {})
         assert any(t["id"] == "t-read" for t in listed["registered_triggers"])
+
+
+async def test_engine_register_trigger_follows_the_same_rules(
+    rbac_engine: EngineProcess, admin: Any
+) -> None:
+    """A session allowed to call ``engine::register_trigger`` may not use it
+    to reach a function, or bind a type, its own registrations may not."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(
+            rbac_engine.info["rbac_url"], headers={"x-token": "binder"}
+        ) as ws,
+    ):
+        w = RawWorker(ws)
+        await w.recv_type("workerregistered")
+        reply = await w.call(
+            "engine::register_trigger",
+            {
+                "trigger_type": "state",
+                "function_id": "state::set",
+                "config": {"scope": "rbac-binder"},
+            },
+        )
+        assert reply["error"] == {
+            "code": "FORBIDDEN",
+            "message": "function 'state::set' not allowed in namespace 'default'",
+        }
+        reply = await w.call(
+            "engine::register_trigger",
+            {
+                "trigger_type": "http",
+                "function_id": "state::get",
+                "config": {"api_path": "rbac/binder", "http_method": "POST"},
+            },
+        )
+        assert reply["error"]["code"] == "FORBIDDEN"
+        assert "trigger type 'http' not allowed" in reply["error"]["message"]
+        reply = await w.call(
+            "engine::register_trigger",
+            {
+                "trigger_type": "state",
+                "function_id": "state::get",
+                "config": {"scope": "rbac-binder"},
+            },
+        )
+        assert "error" not in reply, reply
+        removed = call(admin, "engine::unregister_trigger", reply["result"])
+        assert removed == {"removed": True}
