@@ -48,7 +48,8 @@ from .http_server import HttpModule
 from .node_link import NodeLinks
 from .protocol import CloseCode
 from .stream_ws import StreamServer
-from .worker_ws import WorkerConnection, make_worker_app
+from .worker_listener import make_worker_app
+from .worker_ws import WorkerConnection
 
 log = logging.getLogger("iiilog.app")
 

@@ -32,11 +32,12 @@ from eventlog.codec import dumps_bytes, loads
 from eventlog.directory import RemoteRoute
 from projections.runner import ProjectionRunner
 
+from .http_body import BodyTooLarge, apply_control, pump_body, stream_response
+
 log = logging.getLogger("iiilog.http")
 # iii's HTTP worker takes request bodies up to 16 MiB (the SDK's upload tests
 # send ~8 MiB of multipart); a larger one is refused with 413.
 MAX_BODY_BYTES = 16 * 1024 * 1024
-BODY_CHUNK = 64 * 1024
 NULL_GRACE_S = 0.25  # a `null` result waits this long for a response writer
 ADMIN_PREFIX = "/_iiilog"  # iiilog's own read-only routes; never routed to workers
 
@@ -83,42 +84,8 @@ class HttpConfig(BaseModel):
         return sorted(value, key=lambda m: m.priority)
 
 
-def _control(text: Any, headers: dict[str, str], status: int) -> int:
-    """A text frame before the first body chunk: set_status / set_headers."""
-    try:
-        msg = loads(text)
-    except ValueError:
-        return status
-    if not isinstance(msg, dict):
-        return status
-    if msg.get("type") == "set_status":
-        code = msg.get("status_code")
-        if isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599:
-            return code
-    elif msg.get("type") == "set_headers" and isinstance(msg.get("headers"), dict):
-        for name, value in msg["headers"].items():
-            if isinstance(value, str):
-                headers[name] = value
-    return status
-
-
-class BodyTooLarge(Exception):
-    """A request body past ``max_body_bytes``: answered 413."""
-
-    def __init__(self, size: int | None, limit: int) -> None:
-        self.size, self.limit = size, limit
-        super().__init__(self.message)
-
-    @property
-    def message(self) -> str:
-        size = "request body" if self.size is None else f"request body of {self.size}"
-        unit = "" if self.size is None else " bytes"
-        return (
-            f"{size}{unit} exceeds the configured max_body_bytes limit of {self.limit}"
-        )
-
-    def response(self) -> web.Response:
-        return _json_response(413, error_envelope("PAYLOAD_TOO_LARGE", self.message))
+def _too_large(e: BodyTooLarge) -> web.Response:
+    return _json_response(413, error_envelope("PAYLOAD_TOO_LARGE", e.message))
 
 
 def _json_response(
@@ -274,7 +241,7 @@ class HttpModule:
             return _json_response(404, error_envelope("NOT_FOUND", "Not Found"))
         limit = self.config.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
-            return BodyTooLarge(request.content_length, limit).response()
+            return _too_large(BodyTooLarge(request.content_length, limit))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.default_timeout / 1000
         request_body = self.channels.create()
@@ -290,33 +257,15 @@ class HttpModule:
             if isinstance(decided, web.StreamResponse):
                 return decided
             status, headers, first = decided
-            return await self._stream(request, response_body, status, headers, first)
+            return await stream_response(request, response_body, status, headers, first)
         except TimeoutError:
             return web.Response(status=504)
         except BodyTooLarge as e:  # a body without a length, cut at the limit
-            return e.response()
+            return _too_large(e)
         finally:
             self.channels.drop(request_body)
             self.channels.drop(response_body)
             await _settle(tasks, route)
-
-    async def _pump(
-        self, channel: Channel, request: web.Request, raw: bytes | None
-    ) -> None:
-        """Fill the request-body channel (≤ 64 KiB chunks), then close it.
-        A body without a length that passes ``max_body_bytes`` stops here
-        (``BodyTooLarge``; the request is answered 413 if it still can be)."""
-        if raw is not None:
-            for start in range(0, len(raw), BODY_CHUNK):
-                await channel.put("binary", raw[start : start + BODY_CHUNK])
-        else:
-            limit, seen = self.config.max_body_bytes, 0
-            async for chunk in request.content.iter_chunked(BODY_CHUNK):
-                seen += len(chunk)
-                if seen > limit:
-                    raise BodyTooLarge(None, limit)
-                await channel.put("binary", chunk)
-        await channel.end()
 
     async def _decide(
         self,
@@ -362,7 +311,8 @@ class HttpModule:
                         ),
                     )
         pump = asyncio.get_running_loop().create_task(
-            self._pump(request_body, request, raw), name="http-body-pump"
+            pump_body(request_body, request, raw, self.config.max_body_bytes),
+            name="http-body-pump",
         )
         tasks.append(pump)
         payload: dict[str, Any] = {
@@ -445,7 +395,7 @@ class HttpModule:
                     kind, data = item
                     if kind == "binary":
                         return status, out_headers, as_bytes(data)
-                    status = _control(data, out_headers, status)
+                    status = apply_control(data, out_headers, status)
                     continue
                 if handler in done:
                     if handler.exception() is not None:
@@ -477,31 +427,6 @@ class HttpModule:
             if name.lower() in ("content-length", "transfer-encoding"):
                 continue
             response.headers[name] = value
-        return response
-
-    async def _stream(
-        self,
-        request: web.Request,
-        channel: Channel,
-        status: int,
-        headers: dict[str, str],
-        first: bytes | None,
-    ) -> web.StreamResponse:
-        response = web.StreamResponse(status=status)
-        for name, value in headers.items():
-            if name.lower() not in ("content-length", "transfer-encoding"):
-                response.headers[name] = value
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        if first is not None:
-            await response.write(first)
-            while True:
-                item = await channel.items.get()
-                if item is None:
-                    break
-                if item[0] == "binary":
-                    await response.write(as_bytes(item[1]))
-        await response.write_eof()
         return response
 
     async def _middleware(

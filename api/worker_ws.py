@@ -1,4 +1,4 @@
-"""The worker bridge: iii workers' WebSocket on ``/`` (and ``/otel``, channels).
+"""The worker bridge: one iii worker's WebSocket (``worker_listener`` serves it).
 
 It only moves frames: socket → ``WorkerSession.receive`` → one ``match`` over
 the events → the engine, and engine → typed message → ``WorkerSession.send`` →
@@ -19,7 +19,6 @@ from typing import Any, assert_never
 
 from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
-from engine.channels import ChannelRegistry
 from engine.core import (
     DEFAULT_NS,
     CallContext,
@@ -36,12 +35,8 @@ from engine.logs import LogSink
 from engine.peer import Invocation, Rejection
 from engine.remote_triggers import WorkerTriggerTypes
 
-from .channel_ws import CHANNELS, channel_handler
-from .frames import CLOSE_TIMEOUT_S, FrameWriter
-from .node_link import NODE_PARAM
+from .frames import FrameWriter
 from .protocol import (
-    MAX_MESSAGE_BYTES,
-    AuthFailed,
     CallDelivery,
     CallResult,
     CloseCode,
@@ -66,10 +61,9 @@ from .protocol import (
     UnregisterTrigger,
     UnregisterTriggerType,
     clip,
-    encode,
 )
 from .rbac import WorkerManagerConfig
-from .rbac_session import RbacGate, Registration, authenticate
+from .rbac_session import RbacGate, Registration
 from .session import Event, FrameDropped, Telemetry, WorkerSession
 
 log = logging.getLogger("iiilog.bridge")
@@ -473,80 +467,3 @@ class WorkerConnection:
             out.result = None
             out.error = {"code": "serialization_error", "message": clip(str(e))}
             await self._send(out)
-
-
-def _engine_socket(max_message_bytes: int = MAX_MESSAGE_BYTES) -> web.WebSocketResponse:
-    """The worker and telemetry sockets' settings."""
-    return web.WebSocketResponse(
-        max_msg_size=max_message_bytes,
-        heartbeat=20.0,
-        timeout=CLOSE_TIMEOUT_S,
-        compress=False,  # as iii: no permessage-deflate (it costs both ends CPU)
-    )
-
-
-async def worker_handler(request: web.Request) -> web.WebSocketResponse:
-    listener = request.app[LISTENER]
-    config = listener.config
-    gate: RbacGate | None = None
-    if config.rbac is not None:
-        rbac = await authenticate(listener.engine, config.rbac, request)
-        if rbac is not None:
-            gate = RbacGate(listener.engine, rbac)
-    ws = _engine_socket(config.max_message_bytes)
-    await ws.prepare(request)
-    if config.rbac is not None and gate is None:
-        await ws.send_str(encode(AuthFailed("authentication failed")).decode())
-        await ws.close()
-        return ws
-    connection: list[WorkerConnection] = []  # for the stuck callback
-    frames = FrameWriter(
-        request,
-        limit=config.max_outbound_bytes,
-        stuck_after_s=config.slow_peer_timeout_ms / 1000,
-        on_stuck=lambda: connection[0].stuck(),
-    )
-    conn = WorkerConnection(
-        listener,
-        ws,
-        frames,
-        request.remote,
-        gate,
-        node_link=gate is None and NODE_PARAM in request.query,
-    )
-    connection.append(conn)
-    await conn.serve()
-    return ws
-
-
-async def otel_handler(request: web.Request) -> web.WebSocketResponse:
-    """Telemetry socket: ``LOGS`` and ``OTLP`` frames feed the log sink."""
-    ws = _engine_socket()
-    await ws.prepare(request)
-    logs = request.app[LISTENER].logs
-    async for msg in ws:
-        if msg.type == WSMsgType.BINARY:
-            logs.frame(msg.data, None)
-    return ws
-
-
-def make_worker_app(
-    engine: Engine,
-    logs: LogSink,
-    channels: ChannelRegistry,
-    http_functions: HttpFunctions | None = None,
-    config: WorkerManagerConfig | None = None,
-) -> web.Application:
-    app = web.Application()
-    app[LISTENER] = Listener(
-        engine,
-        WorkerTriggerTypes(engine),
-        logs,
-        http_functions,
-        config or WorkerManagerConfig(),
-    )
-    app[CHANNELS] = channels
-    app.router.add_get("/otel", otel_handler)
-    app.router.add_get("/ws/channels/{channel_id}", channel_handler)
-    app.router.add_get("/{tail:.*}", worker_handler)
-    return app
