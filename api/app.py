@@ -46,6 +46,7 @@ from eventlog.postgres import PostgresStore
 from projections.registry import builtin as builtin_projections
 from projections.runner import ProjectionRunner
 
+from . import client_errors
 from .config import EngineConfig
 from .console import Console
 from .http_server import HttpModule
@@ -54,7 +55,8 @@ from .metrics import CommitStats
 from .node_link import NodeLinks
 from .protocol import CloseCode
 from .stream_ws import StreamClient, StreamServer
-from .worker_ws import WorkerConnection, make_worker_app
+from .worker_listener import make_worker_app
+from .worker_ws import WorkerConnection
 
 log = logging.getLogger("iiilog.app")
 
@@ -159,7 +161,7 @@ class Server:
             CronModule(engine)
         self.ports["worker"] = await self._listen(
             make_worker_app(
-                engine, logs, channels, http_functions, observers=observers
+                engine, logs, channels, http_functions, cfg.worker, observers=observers
             ),
             cfg.worker.host,
             cfg.worker.port,
@@ -167,7 +169,7 @@ class Server:
         for index, listener in enumerate(cfg.rbac_listeners):
             name = "rbac" if index == 0 else f"rbac{index}"
             self.ports[name] = await self._listen(
-                make_worker_app(engine, logs, channels, http_functions, listener.rbac),
+                make_worker_app(engine, logs, channels, http_functions, listener),
                 listener.host,
                 listener.port,
             )
@@ -229,6 +231,7 @@ class Server:
         # Shutdown closes the sockets first; handlers still running after 5 s
         # are cancelled rather than waited for (aiohttp's default is 60 s).
         app.on_response_prepare.append(self._track)
+        client_errors.install()  # a client's bad request: a line, not a stack
         runner = web.AppRunner(
             app, handle_signals=False, access_log=None, shutdown_timeout=5.0
         )
@@ -246,6 +249,8 @@ class Server:
         """Close worker connections, then every other socket still open, each
         group concurrently (a socket's close waits for its peer's reply)."""
         engine = self.engine
+        if self._streams is not None:
+            self._streams.abort_stalled()  # no close handshake behind unread data
         peers = list(engine.workers.values()) if engine is not None else []
         await _all(p.close() for p in peers if isinstance(p, WorkerConnection))
         await _all(

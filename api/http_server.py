@@ -35,9 +35,12 @@ from eventlog.codec import dumps_bytes, loads
 from eventlog.directory import RemoteRoute
 from projections.runner import ProjectionRunner
 
+from .http_body import BodyTooLarge, pump_body, stream_response
+
 log = logging.getLogger("iiilog.http")
-MAX_BODY_BYTES = 64 * 1024 * 1024
-BODY_CHUNK = 64 * 1024
+# iii's HTTP worker takes request bodies up to 16 MiB (the SDK's upload tests
+# send ~8 MiB of multipart); a larger one is refused with 413.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 NULL_GRACE_S = 0.25  # a `null` result waits this long for a response writer
 ADMIN_PREFIX = "/_iiilog"  # iiilog's own read-only routes; never routed to workers
 
@@ -76,11 +79,16 @@ class HttpConfig(BaseModel):
     middleware: list[MiddlewareConfig] = []
     body_fields_at_top_level: bool = True  # iiilog extension (§3.10)
     plain_results: bool = True  # iiilog extension (§3.10)
+    max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1)  # larger: 413
 
     @field_validator("middleware")
     @classmethod
     def _by_priority(cls, value: list[MiddlewareConfig]) -> list[MiddlewareConfig]:
         return sorted(value, key=lambda m: m.priority)
+
+
+def _too_large(e: BodyTooLarge) -> web.Response:
+    return _json_response(413, error_envelope("PAYLOAD_TOO_LARGE", e.message))
 
 
 def _json_response(
@@ -123,6 +131,11 @@ class HttpModule:
             parse_route(binding.id, binding.function_id, binding.config),
             namespace=binding.namespace,
         )
+        if route.segments[:1] == (ADMIN_PREFIX.strip("/"),):
+            raise TriggerRegistrationFailed(
+                f"api_path {route.api_path!r} is reserved: paths under"
+                f" {ADMIN_PREFIX}/ are iiilog's own and never routed to workers"
+            )
         self.routes.add(route)
         self.engine.cluster.route_changed(
             [
@@ -160,7 +173,7 @@ class HttpModule:
     ) -> web.Application:
         """``admin`` adds the engine's own routes (console, ``/metrics``);
         they come before the workers' catch-all."""
-        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app = web.Application(client_max_size=self.config.max_body_bytes)
         app.router.add_get(f"{ADMIN_PREFIX}/projections/{{name}}", self.projection)
         if admin is not None:
             admin(app)
@@ -231,6 +244,8 @@ class HttpModule:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
+        if path.startswith(f"{ADMIN_PREFIX}/"):  # never a worker's, even by a :param
+            return _json_response(404, error_envelope("NOT_FOUND", "Not Found"))
         route, path_exists, params = self.routes.match(request.method, path)
         if route is None:
             route, elsewhere, params = self.remote_routes.match(request.method, path)
@@ -238,7 +253,15 @@ class HttpModule:
         if route is None:
             self.count("unmatched", 405 if path_exists else 404)
             if path_exists:
-                return web.Response(status=405)
+                allowed = self.routes.methods(path) | self.remote_routes.methods(path)
+                return _json_response(
+                    405,
+                    error_envelope(
+                        "METHOD_NOT_ALLOWED",
+                        f"{request.method} is not allowed on this path",
+                    ),
+                    {"allow": ", ".join(sorted(allowed))},
+                )
             return _json_response(404, error_envelope("NOT_FOUND", "Not Found"))
         response = await self._serve(request, route, params)
         self.count(f"{route.method} /{'/'.join(route.segments)}", response.status)
@@ -247,6 +270,9 @@ class HttpModule:
     async def _serve(
         self, request: web.Request, route: Route, params: dict[str, str]
     ) -> web.StreamResponse:
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return _too_large(BodyTooLarge(request.content_length, limit))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.default_timeout / 1000
         request_body = self.channels.create()
@@ -267,28 +293,18 @@ class HttpModule:
                 status = decided.status
                 return decided
             status, headers, first = decided
-            return await self._stream(request, response_body, status, headers, first)
+            return await stream_response(request, response_body, status, headers, first)
         except TimeoutError:
             status = 504
             return web.Response(status=504)
+        except BodyTooLarge as e:  # a body without a length, cut at the limit
+            return _too_large(e)
         finally:
             if self.spans is not None:
                 self.spans.record(span.finish(status, route.function_id))
             self.channels.drop(request_body)
             self.channels.drop(response_body)
             await _settle(tasks, route)
-
-    async def _pump(
-        self, channel: Channel, request: web.Request, raw: bytes | None
-    ) -> None:
-        """Fill the request-body channel (≤ 64 KiB chunks), then close it."""
-        if raw is not None:
-            for start in range(0, len(raw), BODY_CHUNK):
-                await channel.put("binary", raw[start : start + BODY_CHUNK])
-        else:
-            async for chunk in request.content.iter_chunked(BODY_CHUNK):
-                await channel.put("binary", chunk)
-        await channel.end()
 
     async def _decide(
         self,
@@ -320,7 +336,10 @@ class HttpModule:
         body: Any = None
         raw: bytes | None = None
         if "application/json" in request.headers.get("content-type", ""):
-            raw = await request.read()
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise BodyTooLarge(None, self.config.max_body_bytes) from None
             if raw.strip():
                 try:
                     body = loads(raw)
@@ -331,11 +350,11 @@ class HttpModule:
                             "INVALID_JSON", f"Request body is not valid JSON: {e}"
                         ),
                     )
-        tasks.append(
-            asyncio.get_running_loop().create_task(
-                self._pump(request_body, request, raw), name="http-body-pump"
-            )
+        pump = asyncio.get_running_loop().create_task(
+            pump_body(request_body, request, raw, self.config.max_body_bytes),
+            name="http-body-pump",
         )
+        tasks.append(pump)
         payload: dict[str, Any] = {
             "query_params": query,
             "path_params": params,
@@ -406,9 +425,13 @@ class HttpModule:
                 waiting: set[asyncio.Future[Any]] = {getter}
                 if not handler.done():
                     waiting.add(handler)
+                if not pump.done():
+                    waiting.add(pump)
                 done, _ = await asyncio.wait(
                     waiting, return_when=asyncio.FIRST_COMPLETED
                 )
+                if pump in done and isinstance(pump.exception(), BodyTooLarge):
+                    raise pump.exception()  # type: ignore[misc]
                 if getter in done:
                     item, getter = getter.result(), None
                     if item is None:  # the writer closed without a body chunk
@@ -448,31 +471,6 @@ class HttpModule:
             if name.lower() in ("content-length", "transfer-encoding"):
                 continue
             response.headers[name] = value
-        return response
-
-    async def _stream(
-        self,
-        request: web.Request,
-        channel: Channel,
-        status: int,
-        headers: dict[str, str],
-        first: bytes | None,
-    ) -> web.StreamResponse:
-        response = web.StreamResponse(status=status)
-        for name, value in headers.items():
-            if name.lower() not in ("content-length", "transfer-encoding"):
-                response.headers[name] = value
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        if first is not None:
-            await response.write(first)
-            while True:
-                item = await channel.items.get()
-                if item is None:
-                    break
-                if item[0] == "binary":
-                    await response.write(as_bytes(item[1]))
-        await response.write_eof()
         return response
 
     async def _middleware(
@@ -525,6 +523,6 @@ async def _settle(tasks: list[asyncio.Task[Any]], route: Route) -> None:
             task.cancel()
     for outcome in await asyncio.gather(*tasks, return_exceptions=True):
         if isinstance(outcome, Exception) and not isinstance(
-            outcome, EngineError | ConnectionResetError
+            outcome, EngineError | ConnectionResetError | BodyTooLarge
         ):
             log.error("http %s: a request task failed: %r", route.display, outcome)

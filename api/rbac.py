@@ -4,8 +4,10 @@ An extra ``iii-worker-manager`` entry with an ``rbac`` block opens another
 worker port whose connections are authenticated once at upgrade by an auth
 function; its ``AuthResult`` becomes the connection's session. The session
 decides which functions the connection may call (``check``: pure), and which
-it may see in ``engine::functions::list``. Registrations from such connections
-pass through hook functions first (in ``worker_ws``). Every listener's
+it may see in ``engine::functions::list``, and which trigger types it may bind
+to which functions (a trigger may only deliver to what the session may call).
+Registrations from such connections pass through hook functions first (in
+``worker_ws``). Every listener's
 settings, RBAC or not, are a ``WorkerManagerConfig``.
 """
 
@@ -80,6 +82,14 @@ class WorkerManagerConfig(BaseModel):
     host: str = "0.0.0.0"
     port: int = Field(49134, ge=0, le=65535)
     middleware_function_id: str | None = None  # RBAC listeners only
+    # iiilog: what one peer may leave unread before its calls, replies and
+    # reads wait (above the transport's 64 KiB high-water mark), and how long
+    # it may stay so before it is dropped.
+    max_outbound_bytes: int = Field(4 * 1024 * 1024, ge=256 * 1024)
+    slow_peer_timeout_ms: int = Field(30_000, ge=1)
+    # The largest message a worker may send (iii: 64 MiB, spec §1.3); a
+    # larger one closes the socket with 1009 (message too big).
+    max_message_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     rbac: RbacConfig | None = None
 
     @model_validator(mode="before")
@@ -124,6 +134,7 @@ class RbacSession:
     allow_function_registration: bool = True
     allow_trigger_type_registration: bool = False
     prefix: str | None = None
+    allowed_trigger_types: frozenset[str] | None = None  # None: every type
 
     @classmethod
     def from_auth(cls, config: RbacConfig, result: dict[str, Any]) -> RbacSession:
@@ -132,6 +143,7 @@ class RbacSession:
             return frozenset(v for v in value if isinstance(v, str))
 
         prefix = result.get("function_registration_prefix")
+        types = result.get("allowed_trigger_types")
         return cls(
             config=config,
             allowed=ids("allowed_functions"),
@@ -144,6 +156,9 @@ class RbacSession:
             )
             is True,
             prefix=prefix if isinstance(prefix, str) and prefix else None,
+            allowed_trigger_types=frozenset(t for t in types if isinstance(t, str))
+            if isinstance(types, list)
+            else None,
         )
 
     def check(self, function_id: str, entry: FunctionEntry | None) -> None:
@@ -164,6 +179,30 @@ class RbacSession:
             "FORBIDDEN",
             f"function '{function_id}' not allowed (add to rbac.expose_functions)",
         )
+
+    def check_trigger_type(self, trigger_type: str) -> None:
+        """Raise ``FORBIDDEN`` unless this session may bind ``trigger_type``."""
+        allowed = self.allowed_trigger_types
+        if allowed is not None and trigger_type not in allowed:
+            raise EngineError(
+                "FORBIDDEN",
+                f"trigger type '{trigger_type}' not allowed (add to the auth"
+                " result's allowed_trigger_types)",
+            )
+
+    def check_target(
+        self, function_id: str, entry: FunctionEntry | None, namespace: str
+    ) -> None:
+        """Raise ``FORBIDDEN`` unless a trigger of this session may deliver to
+        ``function_id``: only what the session may call itself, or a trigger
+        would run what a call may not."""
+        try:
+            self.check(function_id, entry)
+        except EngineError:
+            raise EngineError(
+                "FORBIDDEN",
+                f"function '{function_id}' not allowed in namespace '{namespace}'",
+            ) from None
 
     def may_see(self, entry: FunctionEntry) -> bool:
         try:

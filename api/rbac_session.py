@@ -140,12 +140,29 @@ class RbacGate:
             return msg.model_copy(update=renames)
         return msg
 
+    def _check_binding(self, data: Any) -> None:
+        """``engine::register_trigger`` from this session: the same rules as
+        its ``registertrigger`` (a type it may bind, a target it may call)."""
+        opts = data if isinstance(data, dict) else {}
+        trigger_type, function_id = opts.get("trigger_type"), opts.get("function_id")
+        if not isinstance(trigger_type, str) or not isinstance(function_id, str):
+            return  # the function itself answers INVALID_ARGUMENTS
+        self.session.check_trigger_type(trigger_type)
+        namespace = opts.get("namespace")
+        self.session.check_target(
+            function_id,
+            self.engine.functions.get(function_id),
+            namespace if isinstance(namespace, str) and namespace else DEFAULT_NS,
+        )
+
     async def invoke(self, msg: InvokeFunction, ctx: CallContext, caller: Peer) -> Any:
         """A call from this connection: checked, then routed via the middleware."""
         session = self.session
         engine = self.engine
         entry = engine.functions.get(msg.function_id)
         session.check(msg.function_id, entry)
+        if msg.function_id == "engine::register_trigger":
+            self._check_binding(msg.data)
         if msg.action_type == "enqueue":
             queue = (msg.action or {}).get("queue")
             return await engine.enqueue(queue, msg.function_id, msg.data, ctx)

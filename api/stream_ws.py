@@ -5,7 +5,9 @@ connecting to ``/stream/{stream}/{group}[/{item}]``. Each subscription is a pump
 that walks the log from a cursor: a ``sync`` snapshot tagged with the offset it
 reflects and then every later matching record, or, with a ``from`` position,
 exactly the matching records after it. Nothing is queued per subscriber: a slow
-socket only holds back its own pump, which then reads from the store. Every
+socket only holds back its own pump, which then reads from the store. What one
+socket has waiting for its client is bounded (``FrameWriter``): past the bound
+its pumps wait, its snapshots are not read and its next frames not taken. Every
 message carries its ``offset``.
 """
 
@@ -29,6 +31,7 @@ from eventlog import EventLogError
 from eventlog.codec import dumps, loads
 
 from .frames import FrameWriter
+from .protocol import clip
 
 log = logging.getLogger("iiilog.streams")
 CLIENT_FRAME_LIMIT = 1024 * 1024
@@ -71,15 +74,19 @@ class StreamClient:
     subs: dict[str, Subscription] = field(default_factory=dict)
     remote: str | None = None
     connected_at_ms: int = field(default_factory=now_ms)
+    # One snapshot at a time is read for a client, and only while it has room:
+    # many joins from a client that does not read hold no snapshots.
+    syncing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def send(self, text: str | bytes) -> None:
         """Frames leave in call order, coalesced per turn of the loop; waits
-        only while the client does not read (then its pump falls behind and
-        reads from the log, not from a buffer)."""
-        if self.ws.closed:
+        while the client has more than the bound unread (then its pump falls
+        behind and reads from the log, not from a buffer)."""
+        if self.frames.over:
+            await self.frames.room()
+        if self.ws.closed or not self.frames.open:
             raise ConnectionResetError("the client is gone")
         self.frames.push(text if isinstance(text, bytes) else text.encode())
-        await self.frames.drain()
 
 
 def _membership(
@@ -95,15 +102,28 @@ def _membership(
     }
 
 
+# Offsets are 64-bit: a longer string is no offset (and int() of thousands of
+# digits is refused by Python itself).
+_MAX_OFFSET_DIGITS = 19
+
+
 def parse_position(value: Any) -> int | None:
-    """``from``: a non-negative integer (or its decimal string); None if absent."""
+    """``from``: a non-negative integer (or its ASCII decimal string); None if
+    absent. Anything else is a ``BadJoin`` (``"²"`` passes ``str.isdigit``
+    but is no number ``int`` reads)."""
     if value is None:
         return None
     if isinstance(value, bool):
         raise BadJoin("`from` must be a non-negative integer offset")
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, int) and value >= 0:
+    if isinstance(value, str):
+        digits = value.strip()
+        if (
+            digits.isascii()
+            and digits.isdigit()
+            and len(digits.lstrip("0")) <= _MAX_OFFSET_DIGITS
+        ):
+            return int(digits)
+    elif isinstance(value, int) and 0 <= value < 1 << 63:
         return value
     raise BadJoin("`from` must be a non-negative integer offset")
 
@@ -134,6 +154,14 @@ class StreamServer:
         self.streams = streams
         self.config = config
         self.clients: set[StreamClient] = set()
+
+    def abort_stalled(self) -> None:
+        """Drop the clients over their outbound bound (at shutdown): a close
+        frame would queue behind what they do not read, and its handshake
+        would wait for nothing."""
+        for client in list(self.clients):
+            if client.frames.over:
+                client.frames.abort()
 
     def make_app(self) -> web.Application:
         app = web.Application()
@@ -208,10 +236,14 @@ class StreamServer:
                     },
                 )
             async for msg in ws:
+                if client.frames.over:  # read no more while it does not read
+                    await client.frames.room()
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     await self._on_frame(client, msg.data)
         finally:
             self.clients.discard(client)
+            if client.frames.over:  # it does not read: no close handshake
+                client.frames.abort()
             for sub in list(client.subs.values()):
                 await self._leave(client, sub.id, sub)
         return ws
@@ -221,8 +253,13 @@ class StreamServer:
             return
         try:
             msg = loads(frame)
+        except RecursionError:
+            # orjson stops at 1024 levels; the stdlib decoder it falls back to
+            # gives up at the interpreter's recursion limit.
+            log.info("stream client frame dropped: nested too deeply")
+            return
         except ValueError as e:
-            log.info("stream client frame dropped: malformed JSON: %s", e)
+            log.info("stream client frame dropped: malformed JSON: %s", clip(str(e)))
             return
         if not isinstance(msg, dict):
             log.info("stream client frame dropped: not an object")
@@ -311,6 +348,14 @@ class StreamServer:
     # -- the pump ----------------------------------------------------------------------
 
     async def _sync(
+        self, client: StreamClient, sub: Subscription, *, reset: bool
+    ) -> int:
+        async with client.syncing:
+            if client.frames.over:
+                await client.frames.room()
+            return await self._sync_now(client, sub, reset=reset)
+
+    async def _sync_now(
         self, client: StreamClient, sub: Subscription, *, reset: bool
     ) -> int:
         op = "list" if sub.item is None else "get"

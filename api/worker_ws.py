@@ -1,11 +1,14 @@
-"""The worker bridge: iii workers' WebSocket on ``/`` (and ``/otel``, channels).
+"""The worker bridge: one iii worker's WebSocket (``worker_listener`` serves it).
 
 It only moves frames: socket → ``WorkerSession.receive`` → one ``match`` over
 the events → the engine, and engine → typed message → ``WorkerSession.send`` →
 socket. Frames are applied in arrival order; invocations run in their own tasks
 so the read loop never waits for a result. Outbound frames are coalesced per
-socket (``FrameWriter``); a sender waits only when the transport asks it to
-drain. A bad frame is logged and dropped; the socket stays open.
+socket (``FrameWriter``) and bounded (``max_outbound_bytes``): while a peer
+has more than that waiting, its replies wait, its calls do not start and its
+next frames are not read; a peer that stays so for ``slow_peer_timeout_ms`` is
+dropped (its callers get ``invocation_stopped``). A bad frame is logged and
+dropped; the socket stays open.
 """
 
 from __future__ import annotations
@@ -14,9 +17,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSCloseCode, WSMsgType, web
 
-from engine.channels import ChannelRegistry
 from engine.core import (
     DEFAULT_NS,
     CallContext,
@@ -35,13 +37,9 @@ from engine.observers import Observers
 from engine.peer import Invocation, Rejection
 from engine.remote_triggers import WorkerTriggerTypes
 
-from .channel_ws import CHANNELS, channel_handler
-from .frames import CLOSE_TIMEOUT_S, FrameWriter
-from .node_link import NODE_PARAM
+from .frames import FrameWriter
 from .observe_bridge import ObservingPeer
 from .protocol import (
-    MAX_MESSAGE_BYTES,
-    AuthFailed,
     CallDelivery,
     CallResult,
     CloseCode,
@@ -66,7 +64,6 @@ from .protocol import (
     UnregisterTrigger,
     UnregisterTriggerType,
     clip,
-    encode,
 )
 from .protocol_observe import (
     ENGINE_FEATURES,
@@ -77,8 +74,8 @@ from .protocol_observe import (
     ObserverAck,
     Unobserve,
 )
-from .rbac import RbacConfig
-from .rbac_session import RbacGate, Registration, authenticate
+from .rbac import WorkerManagerConfig
+from .rbac_session import RbacGate, Registration
 from .session import Event, FrameDropped, Telemetry, WorkerSession
 
 log = logging.getLogger("iiilog.bridge")
@@ -92,7 +89,7 @@ class Listener:
     trigger_types: WorkerTriggerTypes
     logs: LogSink
     http_functions: HttpFunctions | None
-    rbac: RbacConfig | None
+    config: WorkerManagerConfig
     observers: Observers | None = None
 
 
@@ -204,9 +201,22 @@ class WorkerConnection(ObservingPeer):
             self.frames.push(self.session.send(message))
 
     async def _send(self, message: Outgoing) -> None:
+        if self.frames.over:  # backpressure: the peer does not read
+            await self.frames.room()
         self._push(message)
-        if self.frames.paused:  # backpressure: the peer does not read
-            await self.frames.drain()
+
+    def stuck(self) -> None:
+        """The peer left more than ``max_outbound_bytes`` unread for longer
+        than ``slow_peer_timeout_ms``: drop it (the read loop then ends and
+        the disconnect cleanup answers its callers)."""
+        log.warning(
+            "worker %s (%s) dropped: %d bytes unread for over %d ms",
+            self.id,
+            self.name or "unnamed",
+            self.frames.buffered,
+            self.listener.config.slow_peer_timeout_ms,
+        )
+        self.frames.abort()
 
     async def serve(self) -> None:
         if not self.node_link:
@@ -214,15 +224,33 @@ class WorkerConnection(ObservingPeer):
         try:
             self.frames.push(self.session.welcome(self.offered))
             async for msg in self.ws:
+                if self.frames.over:  # read no more while it does not read
+                    await self.frames.room()
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     for event in self.session.receive(msg.data):
                         await self._dispatch(event)
                 elif msg.type == WSMsgType.ERROR:
-                    log.warning(
-                        "worker %s: socket error: %s", self.id, self.ws.exception()
-                    )
+                    self._socket_error(self.ws.exception())
         finally:
             await self.close()
+
+    def _socket_error(self, error: BaseException | None) -> None:
+        """aiohttp ends the socket after an error; say why, in one line."""
+        if (
+            isinstance(error, WebSocketError)
+            and error.code == WSCloseCode.MESSAGE_TOO_BIG
+        ):
+            log.warning(
+                "worker %s closed (1009): a message over max_message_bytes"
+                " (%d bytes): %s",
+                self.id,
+                self.listener.config.max_message_bytes,
+                error,
+            )
+        elif isinstance(error, ConnectionError | WebSocketError):
+            log.info("worker %s: socket ended: %s", self.id, error)
+        else:
+            log.warning("worker %s: socket error: %r", self.id, error)
 
     async def close(self) -> None:
         """Run the §1.7 cleanup once, as soon as the socket is done."""
@@ -233,7 +261,11 @@ class WorkerConnection(ObservingPeer):
             self.listener.trigger_types.provider_gone(self)
             await self.engine.disconnect(self)
         self.frames.flush()  # what was sent goes out before the close frame
-        if not self.ws.closed:
+        if self.frames.over:
+            # It does not read: a close frame would queue behind what it left
+            # unread, and the handshake (and a shutdown) wait for nothing.
+            self.frames.abort()
+        elif not self.ws.closed:
             await self.ws.close(code=CloseCode.GOING_AWAY)
 
     async def _dispatch(self, event: Event) -> None:
@@ -347,9 +379,27 @@ class WorkerConnection(ObservingPeer):
         self._confirm(function_id)
 
     async def _register_trigger(self, msg: RegisterTrigger) -> None:
+        gate = self.gate
+        if gate is not None:  # the type first, before its hook runs (as iii)
+            try:
+                gate.session.check_trigger_type(msg.trigger_type)
+            except EngineError as e:
+                await self._trigger_forbidden(msg, e)
+                return
         admitted = await self._admit(msg)
         if admitted is None:
             return
+        if gate is not None:  # the target as the hook and the prefix left it
+            namespace = admitted.namespace or self.namespace
+            try:
+                entry = self.engine.lookup(admitted.function_id, namespace)
+            except EngineError:
+                entry = None
+            try:
+                gate.session.check_target(admitted.function_id, entry, namespace)
+            except EngineError as e:
+                await self._trigger_forbidden(admitted, e)
+                return
         binding = TriggerBinding(
             id=admitted.id,
             trigger_type=admitted.trigger_type,
@@ -371,6 +421,19 @@ class WorkerConnection(ObservingPeer):
             )
             await self.trigger_refused(binding, e.body())
 
+    async def _trigger_forbidden(self, msg: RegisterTrigger, e: EngineError) -> None:
+        log.warning(
+            "worker %s: trigger %s (%s -> %s) refused: %s",
+            self.id,
+            clip(msg.id),
+            clip(msg.trigger_type),
+            clip(msg.function_id),
+            clip(e.message),
+        )
+        await self._send(
+            TriggerRefused(msg.id, msg.trigger_type, msg.function_id, e.body())
+        )
+
     async def _reattach(self, msg: Reattach) -> None:
         old = self.engine.workers.get(msg.previous_worker_id or "")
         if not isinstance(old, WorkerConnection) or old is self:
@@ -381,6 +444,10 @@ class WorkerConnection(ObservingPeer):
         await old.close()
 
     async def _invoke(self, msg: InvokeFunction) -> None:
+        if self.frames.over:  # its replies would only pile up: not yet
+            await self.frames.room()
+            if self.session.closed:
+                return
         action = msg.action_type
         reply = msg.invocation_id is not None and action != "void"
         ctx = CallContext(
@@ -444,68 +511,3 @@ class WorkerConnection(ObservingPeer):
             out.result = None
             out.error = {"code": "serialization_error", "message": clip(str(e))}
             await self._send(out)
-
-
-def _engine_socket() -> web.WebSocketResponse:
-    """The worker and telemetry sockets' settings."""
-    return web.WebSocketResponse(
-        max_msg_size=MAX_MESSAGE_BYTES,
-        heartbeat=20.0,
-        timeout=CLOSE_TIMEOUT_S,
-        compress=False,  # as iii: no permessage-deflate (it costs both ends CPU)
-    )
-
-
-async def worker_handler(request: web.Request) -> web.WebSocketResponse:
-    listener = request.app[LISTENER]
-    gate: RbacGate | None = None
-    if listener.rbac is not None:
-        rbac = await authenticate(listener.engine, listener.rbac, request)
-        if rbac is not None:
-            gate = RbacGate(listener.engine, rbac)
-    ws = _engine_socket()
-    await ws.prepare(request)
-    if listener.rbac is not None and gate is None:
-        await ws.send_str(encode(AuthFailed("authentication failed")).decode())
-        await ws.close()
-        return ws
-    conn = WorkerConnection(
-        listener,
-        ws,
-        FrameWriter(request),
-        request.remote,
-        gate,
-        node_link=gate is None and NODE_PARAM in request.query,
-    )
-    await conn.serve()
-    return ws
-
-
-async def otel_handler(request: web.Request) -> web.WebSocketResponse:
-    """Telemetry socket: ``LOGS`` and ``OTLP`` frames feed the log sink."""
-    ws = _engine_socket()
-    await ws.prepare(request)
-    logs = request.app[LISTENER].logs
-    async for msg in ws:
-        if msg.type == WSMsgType.BINARY:
-            logs.frame(msg.data, None)
-    return ws
-
-
-def make_worker_app(
-    engine: Engine,
-    logs: LogSink,
-    channels: ChannelRegistry,
-    http_functions: HttpFunctions | None = None,
-    rbac: RbacConfig | None = None,
-    observers: Observers | None = None,
-) -> web.Application:
-    app = web.Application()
-    app[LISTENER] = Listener(
-        engine, WorkerTriggerTypes(engine), logs, http_functions, rbac, observers
-    )
-    app[CHANNELS] = channels
-    app.router.add_get("/otel", otel_handler)
-    app.router.add_get("/ws/channels/{channel_id}", channel_handler)
-    app.router.add_get("/{tail:.*}", worker_handler)
-    return app

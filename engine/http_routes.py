@@ -121,6 +121,22 @@ class RouteTable:
             if not stack:
                 del self.stacks[key]
 
+    def methods(self, path: str) -> set[str]:
+        """The methods some route serves ``path`` with (HEAD with GET): a
+        405's ``Allow``."""
+        segments = split_path(path)
+        found: set[str] = set()
+        for stack in self.stacks.values():
+            route = stack[-1]
+            if len(route.segments) == len(segments) and all(
+                pattern.startswith(":") or pattern == actual
+                for pattern, actual in zip(route.segments, segments, strict=True)
+            ):
+                found.add(route.method)
+        if "GET" in found:
+            found.add("HEAD")
+        return found
+
     def match(
         self, method: str, path: str
     ) -> tuple[Route | None, bool, dict[str, str]]:

@@ -113,7 +113,10 @@ class StateConfig(BaseModel):
         {"adapter", "save_interval_ms"}
     )
 
-    max_value_bytes: int | None = Field(None, ge=1)  # unset: no limit
+    # iii: unlimited unless set. iiilog: 4 MiB. A state value is read whole on
+    # every get, sent whole to every trigger and kept in the log once per
+    # version; bigger payloads belong in a channel. null: no limit.
+    max_value_bytes: int | None = Field(4 * 1024 * 1024, ge=1)
     triggers_enabled: bool = True  # false: `state` triggers never fire
 
 

@@ -56,9 +56,17 @@ class RawWorker:
                     return frame
 
     async def alive(self) -> None:
-        """The socket still works: a JSON ping gets its pong."""
+        """The socket still works: a JSON ping gets its pong (frames before
+        the pong are skipped)."""
         await self.send({"type": "ping"})
         await self.recv_type("pong")
+
+    async def only_pong(self) -> None:
+        """Nothing was sent since the last frame read: a JSON ping's pong is
+        the very next frame."""
+        await self.send({"type": "ping"})
+        frame = await self.recv()
+        assert frame == {"type": "pong"}, f"expected only the pong, got {frame}"
 
     async def send_many(self, calls: list[tuple[str, Any]]) -> list[dict[str, Any]]:
         """Pipeline many calls on this socket; returns the replies in call order."""

@@ -46,11 +46,15 @@ def node_worker_dir(version: str) -> Path:
 
 
 def start_todo_worker(
-    runtime: str, worker_url: str, *, telemetry: bool = False
+    runtime: str,
+    worker_url: str,
+    *,
+    telemetry: bool = False,
+    output: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """``runtime``: ``python`` or ``node-<iii-sdk version>``. ``telemetry``
     False sets ``OTEL_ENABLED=false`` (the SDKs export to the engine by
-    default)."""
+    default). ``output``: a file for what the worker prints (else dropped)."""
     env = {**os.environ, "III_URL": worker_url}
     if not telemetry:
         env["OTEL_ENABLED"] = "false"
@@ -62,6 +66,11 @@ def start_todo_worker(
             raise RuntimeError("node is required for the Node todo worker")
         cwd = node_worker_dir(runtime.removeprefix("node-"))
         cmd = [node, "worker.mjs"]
-    return subprocess.Popen(
-        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    if output is None:
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    with output.open("wb") as out:
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT
+        )

@@ -13,6 +13,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,20 @@ def sdk_worker(url: str, name: str) -> Iterator[Any]:
         yield client
     finally:
         client.shutdown()
+
+
+def never_within(
+    probe: Any, window: float, interval: float = 0.02, message: str = "it"
+) -> None:
+    """Poll ``probe`` for ``window`` seconds and fail as soon as it returns
+    something truthy: "nothing happens" checked over a real window (pair it
+    with a positive control that shows the window is long enough)."""
+    deadline = time.monotonic() + window
+    while time.monotonic() < deadline:
+        seen = probe()
+        if seen:
+            raise AssertionError(f"{message} happened within {window}s: {seen!r}")
+        time.sleep(interval)
 
 
 def call(client: Any, function_id: str, payload: Any, timeout_ms: int = 10_000) -> Any:

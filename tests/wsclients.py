@@ -4,16 +4,22 @@ the benchmarks, ``scripts/raw_worker.py``) and a stream watcher (the sync
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
+import struct
 import threading
+import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from scripts.raw_worker import RawWorker
 
-__all__ = ["RawWorker", "StreamWatcher"]
+__all__ = ["RawWorker", "StalledSocket", "StreamWatcher", "client_frame"]
 
 
 class StreamWatcher:
@@ -44,3 +50,104 @@ class StreamWatcher:
     def close(self) -> None:
         self._ws.close()
         self._thread.join(5)
+
+
+class StalledSocket:
+    """A WebSocket client on a plain socket with a tiny receive buffer that
+    sends and never reads: the peer that does not read what it asked for.
+
+    The buffer is set before ``connect`` (the window is agreed then), so the
+    engine's writes back up after a few KiB.
+    """
+
+    def __init__(self, url: str, rcvbuf: int = 8192) -> None:
+        parts = urlsplit(url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(10)
+        self.sock.connect((parts.hostname or "127.0.0.1", parts.port or 80))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: {parts.hostname}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)  # byte by byte: read nothing past the head
+            assert chunk, "closed during the upgrade"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101"), head
+        self._unread = b""  # read past the last frame returned
+
+    def send_text(self, text: str) -> None:
+        self.sock.sendall(client_frame(text.encode()))
+
+    def send_json(self, msg: Any) -> None:
+        self.send_text(json.dumps(msg))
+
+    def read_frames(self, n: int, timeout: float = 60.0) -> list[str]:
+        """Read ``n`` text frames (server frames: unmasked, unfragmented),
+        answering pings on the way as a reading client does."""
+        deadline = time.monotonic() + timeout
+        buffer, at, frames = self._unread, 0, list[str]()
+        while True:
+            while len(frames) < n and len(buffer) - at >= 2:
+                opcode, length = buffer[at] & 0x0F, buffer[at + 1] & 0x7F
+                start = {126: 4, 127: 10}.get(length, 2)
+                if len(buffer) - at < start:
+                    break  # the extended length is in the next chunk
+                if start > 2:
+                    length = int.from_bytes(buffer[at + 2 : at + start], "big")
+                if len(buffer) - at < start + length:
+                    break
+                payload = buffer[at + start : at + start + length]
+                at += start + length
+                if opcode == 0x1:
+                    frames.append(payload.decode())
+                elif opcode == 0x9:  # ping: pong with its payload
+                    self.sock.sendall(client_frame(payload, opcode=0xA))
+            if len(frames) >= n:
+                self._unread = buffer[at:]  # the rest is for the next call
+                return frames
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = self.sock.recv(1 << 20)
+            assert chunk, f"closed after {len(frames)} frames"
+            buffer, at = buffer[at:] + chunk, 0
+
+    def gone(self, timeout: float = 10.0) -> bool:
+        """Read what is buffered until the engine's end of the socket is
+        closed (EOF or reset): True when that happens within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+                if not self.sock.recv(1 << 20):
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except TimeoutError:
+            return False
+        return False
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """One masked client-to-server WebSocket frame (RFC 6455 §5.2)."""
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 1 << 16:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    mask = os.urandom(4)
+    key = (mask * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
+        n, "big"
+    )
+    return head + mask + masked

@@ -11,7 +11,17 @@ const iii = registerWorker(url, { workerName: "reactive-backend-node" });
 
 const now = () => new Date().toISOString();
 const json = (status_code, body) => ({ status_code, body });
+const error = (status, code, message) => json(status, { error: { code, message } });
 const state = (fn, payload) => iii.trigger({ function_id: `state::${fn}`, payload });
+
+// [id, todo], or the error answer: 400 without an id, 404 for an unknown one.
+async function find(req) {
+  const id = req.body?.id;
+  if (typeof id !== "string" || !id) return [null, error(400, "BAD_REQUEST", "`id` is required")];
+  const current = await state("get", { scope: SCOPE, key: id });
+  if (current == null) return [null, error(404, "NOT_FOUND", `Todo ${id} not found`)];
+  return [id, current];
+}
 
 function classify(event) {
   if (event.event_type === "state:deleted" || event.new_value == null) return "deleted";
@@ -45,14 +55,19 @@ const routes = [
     }
     const id = `todo-${Date.now()}-${randomUUID().slice(0, 6)}`;
     const todo = { _key: id, id, title: title.trim(), completed: false, created_at: now() };
-    await state("set", { scope: SCOPE, key: id, value: todo });
+    try {
+      await state("set", { scope: SCOPE, key: id, value: todo });
+    } catch (e) {
+      // The engine's max_value_bytes: the client's error, not a crash.
+      if (e?.code === "VALUE_TOO_LARGE") return error(413, e.code, e.message);
+      throw e;
+    }
     return json(201, todo);
   }],
   ["todos::list", "todos", "GET", async () => json(200, await state("list", { scope: SCOPE }))],
   ["todos::toggle", "todos/toggle", "POST", async (req) => {
-    const id = req.body?.id;
-    const current = await state("get", { scope: SCOPE, key: id });
-    if (current == null) throw new Error(`Todo ${id} not found`);
+    const [id, current] = await find(req);
+    if (id == null) return current;
     const completed = !current.completed;
     await state("update", {
       scope: SCOPE, key: id,
@@ -62,8 +77,12 @@ const routes = [
     return json(200, { id, completed });
   }],
   ["todos::delete", "todos/delete", "POST", async (req) => {
-    await state("delete", { scope: SCOPE, key: req.body?.id });
-    return json(200, { deleted: req.body?.id });
+    const [id, found] = await find(req);
+    if (id == null) return found;
+    const old = await state("delete", { scope: SCOPE, key: id });
+    // Deleted meanwhile by another request.
+    if (old == null) return error(404, "NOT_FOUND", `Todo ${id} not found`);
+    return json(200, { deleted: id });
   }],
   ["todos::get-metrics", "todos/metrics", "GET", async () =>
     json(200, (await state("get", METRICS)) ?? { total: 0, completed: 0 })],

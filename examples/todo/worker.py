@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from iii import InitOptions, TriggerAction, register_worker
+from iii import InitOptions, InvocationError, TriggerAction, register_worker
 
 log = logging.getLogger("todo")
 SCOPE = "todos"
@@ -47,6 +47,20 @@ def offset_param(req: dict[str, Any]) -> int | None:
 
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+
+
+def error(status: int, code: str, message: str) -> dict[str, Any]:
+    """An HTTP answer in the engine's error envelope."""
+    return {
+        "status_code": status,
+        "body": {"error": {"code": code, "message": message}},
+    }
+
+
+def todo_id_of(req: dict[str, Any]) -> str | None:
+    body = req.get("body")
+    todo_id = body.get("id") if isinstance(body, dict) else None
+    return todo_id if isinstance(todo_id, str) and todo_id else None
 
 
 def classify(event: dict[str, Any]) -> str:
@@ -90,12 +104,7 @@ def main() -> None:
         body = req.get("body") or {}
         title = body.get("title") if isinstance(body, dict) else None
         if not isinstance(title, str) or not title.strip():
-            return {
-                "status_code": 400,
-                "body": {
-                    "error": {"code": "BAD_REQUEST", "message": "`title` is required"}
-                },
-            }
+            return error(400, "BAD_REQUEST", "`title` is required")
         todo_id = f"todo-{int(time.time() * 1000)}-{uuid.uuid4().hex[:6]}"
         todo = {
             "_key": todo_id,
@@ -104,12 +113,17 @@ def main() -> None:
             "completed": False,
             "created_at": now_iso(),
         }
-        await iii.trigger_async(
-            {
-                "function_id": "state::set",
-                "payload": {"scope": SCOPE, "key": todo_id, "value": todo},
-            }
-        )
+        try:
+            await iii.trigger_async(
+                {
+                    "function_id": "state::set",
+                    "payload": {"scope": SCOPE, "key": todo_id, "value": todo},
+                }
+            )
+        except InvocationError as e:
+            if e.code == "VALUE_TOO_LARGE":  # the engine's max_value_bytes
+                return error(413, e.code, e.message)
+            raise
         return {"status_code": 201, "body": todo}
 
     async def list_todos(req: dict[str, Any]) -> dict[str, Any]:
@@ -147,14 +161,23 @@ def main() -> None:
             "body": module,
         }
 
-    async def toggle(req: dict[str, Any]) -> dict[str, Any]:
-        body = req.get("body") or {}
-        todo_id = body.get("id") if isinstance(body, dict) else None
+    async def find(req: dict[str, Any]) -> tuple[str, Any] | dict[str, Any]:
+        """(id, todo), or the error answer: 400 without an id, 404 unknown."""
+        todo_id = todo_id_of(req)
+        if todo_id is None:
+            return error(400, "BAD_REQUEST", "`id` is required")
         current = await iii.trigger_async(
             {"function_id": "state::get", "payload": {"scope": SCOPE, "key": todo_id}}
         )
         if current is None:
-            raise ValueError(f"Todo {todo_id} not found")
+            return error(404, "NOT_FOUND", f"Todo {todo_id} not found")
+        return todo_id, current
+
+    async def toggle(req: dict[str, Any]) -> dict[str, Any]:
+        found = await find(req)
+        if isinstance(found, dict):
+            return found
+        todo_id, current = found
         completed = not current.get("completed", False)
         await iii.trigger_async(
             {
@@ -172,14 +195,18 @@ def main() -> None:
         return {"status_code": 200, "body": {"id": todo_id, "completed": completed}}
 
     async def delete(req: dict[str, Any]) -> dict[str, Any]:
-        body = req.get("body") or {}
-        todo_id = body.get("id") if isinstance(body, dict) else None
-        await iii.trigger_async(
+        found = await find(req)
+        if isinstance(found, dict):
+            return found
+        todo_id, _ = found
+        old = await iii.trigger_async(
             {
                 "function_id": "state::delete",
                 "payload": {"scope": SCOPE, "key": todo_id},
             }
         )
+        if old is None:  # deleted meanwhile by another request
+            return error(404, "NOT_FOUND", f"Todo {todo_id} not found")
         return {"status_code": 200, "body": {"deleted": todo_id}}
 
     async def get_metrics(req: dict[str, Any]) -> dict[str, Any]:

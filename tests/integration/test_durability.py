@@ -84,29 +84,34 @@ def test_restart_keeps_everything(fresh_engine: EngineProcess) -> None:
 
 
 def test_kill_9_loses_no_acknowledged_write(fresh_engine: EngineProcess) -> None:
-    acked: dict[str, int] = {}
+    """Every acknowledged write is there after ``kill -9``, exactly: each
+    value names its writer and sequence number (and its key, since
+    ``state::list`` returns values only), and every key is compared."""
+    acked: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
     stop = threading.Event()
+    writers = 16
 
     def writer(client: Any, thread: int) -> None:
         for i in range(100_000):
             if stop.is_set():
                 return
             key = f"t{thread}-{i}"
+            value = {"key": key, "writer": thread, "seq": i}
             try:
                 call(
                     client,
                     "state::set",
-                    {"scope": "acked", "key": key, "value": i},
+                    {"scope": "acked", "key": key, "value": value},
                     timeout_ms=3000,
                 )
             except InvocationError:
                 return  # the engine died under us: nothing more is acknowledged
             with lock:
-                acked[key] = i
+                acked[key] = value
 
     with sdk_worker(fresh_engine.worker_url, "hammer") as c:
-        threads = [threading.Thread(target=writer, args=(c, t)) for t in range(16)]
+        threads = [threading.Thread(target=writer, args=(c, t)) for t in range(writers)]
         for t in threads:
             t.start()
         wait_until(lambda: len(acked) >= 1500, timeout=60, message="1500 acks")
@@ -119,17 +124,16 @@ def test_kill_9_loses_no_acknowledged_write(fresh_engine: EngineProcess) -> None
     fresh_engine.start()
     with sdk_worker(fresh_engine.worker_url, "checker") as c:
         stored = call(c, "state::list", {"scope": "acked"})
-    assert len(stored) >= len(survivors)
-    stored_set = set(stored)
-    missing = [k for k, v in survivors.items() if v not in stored_set]
-    assert not missing
-    # Exact check per key, on a sample (list values are not keyed).
-    with sdk_worker(fresh_engine.worker_url, "checker2") as c:
-        for key in random.Random(0).sample(sorted(survivors), 200):
-            assert (
-                call(c, "state::get", {"scope": "acked", "key": key})
-                == (survivors[key])
-            )
+    by_key = {v["key"]: v for v in stored}
+    assert len(by_key) == len(stored)  # one value per key
+    missing = {k: v for k, v in survivors.items() if by_key.get(k) != v}
+    assert not missing, f"{len(missing)} acknowledged writes lost or changed"
+    # Beyond the acknowledged: at most the one write per writer in flight at
+    # the kill (committed, its ack lost), and each the next of its writer.
+    extra = [v for k, v in by_key.items() if k not in survivors]
+    assert len(extra) <= writers
+    for v in extra:
+        assert v["seq"] == 0 or f"t{v['writer']}-{v['seq'] - 1}" in survivors, v
     assert offsets(fresh_engine.data_dir) == list(
         range(1, len(offsets(fresh_engine.data_dir)) + 1)
     )

@@ -3,6 +3,7 @@ client calls them (spec/modules.md §3)."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
@@ -154,8 +155,18 @@ def test_engine_errors(api: Http) -> None:
         404,
         {"error": {"code": "NOT_FOUND", "message": "Not Found"}},
     )
-    status, _, body = api.request("DELETE", "/xml")
-    assert (status, body) == (405, b"")
+    status, headers, body = api.request("DELETE", "/xml")
+    assert status == 405
+    assert headers["allow"] == "GET, HEAD"
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == {
+        "error": {
+            "code": "METHOD_NOT_ALLOWED",
+            "message": "DELETE is not allowed on this path",
+        }
+    }
+    status, headers, _ = api.request("PUT", "/items/7")  # GET and POST routes
+    assert (status, headers["allow"]) == (405, "GET, HEAD, POST")
     status, payload = api.json("GET", "/fail")
     assert status == 500
     assert payload["error"]["code"] == "invocation_failed"
@@ -258,6 +269,101 @@ def test_route_conflict_is_rejected(
         # engine has processed the unregister of the rejected trigger.
         call(w, "state::get", {"scope": "x", "key": "y"})
         assert api.json("GET", "/c/1/2") == (200, "first")
+
+
+def test_admin_paths_are_never_a_workers(
+    engine: EngineProcess, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Paths under ``/_iiilog/`` are iiilog's own: a route there is refused at
+    registration, and a route with a ``:param`` first segment does not
+    capture them either."""
+    api = Http(engine.http_url)
+    with (
+        caplog.at_level(logging.ERROR, logger="iii"),
+        sdk_worker(engine.worker_url, "admin-squatter") as w,
+    ):
+        w.register_function("h::squat", lambda r: {"body": "hijacked"})
+        for path in ("_iiilog/projections/todos", "/_iiilog/extra"):
+            w.register_trigger(
+                {
+                    "type": "http",
+                    "function_id": "h::squat",
+                    "config": {"api_path": path},
+                }
+            )
+        w.register_trigger(
+            {
+                "type": "http",
+                "function_id": "h::squat",
+                "config": {"api_path": ":anything/extra2"},
+            }
+        )
+        wait_until(lambda: api.request("GET", "/elsewhere/extra2")[0] == 200)
+        wait_until(
+            lambda: caplog.text.count("is reserved: paths under /_iiilog/") == 2,
+            message="both refusals logged by the SDK",
+        )
+        assert "'/_iiilog/extra'" in caplog.text
+        not_found = {"error": {"code": "NOT_FOUND", "message": "Not Found"}}
+        assert api.json("GET", "/_iiilog/extra") == (404, not_found)
+        assert api.json("GET", "/_iiilog/extra2") == (404, not_found)
+        status, payload = api.json("GET", "/_iiilog/projections/todos")
+        assert status == 200 and payload["name"] == "todos"
+
+
+def test_body_over_max_body_bytes_is_413(tmp_path: Path) -> None:
+    """Bodies past ``max_body_bytes`` are refused with 413 and the error
+    envelope: with a length, without one (chunked), JSON or streamed."""
+    proc = engine_with(
+        tmp_path,
+        "  - name: iii-http\n    config: {port: 0, host: 127.0.0.1,"
+        " max_body_bytes: 1024}\n",
+    )
+    try:
+        api = Http(proc.http_url)
+        with sdk_worker(proc.worker_url, "bodies") as w:
+            w.register_function("h::len", lambda r: {"body": "ran"})
+            w.register_trigger(
+                {
+                    "type": "http",
+                    "function_id": "h::len",
+                    "config": {"api_path": "up", "http_method": "POST"},
+                }
+            )
+            wait_until(lambda: api.request("POST", "/up", {"a": 1})[0] == 200)
+            too_big = {"title": "x" * 2000}
+            status, headers, body = api.request("POST", "/up", too_big)
+            assert status == 413
+            assert headers["content-type"] == "application/json"
+            assert json.loads(body) == {
+                "error": {
+                    "code": "PAYLOAD_TOO_LARGE",
+                    "message": f"request body of {len(json.dumps(too_big))} bytes"
+                    " exceeds the configured max_body_bytes limit of 1024",
+                }
+            }
+            for content_type in ("application/json", "application/octet-stream"):
+                conn = http.client.HTTPConnection(api.host, api.port, timeout=10)
+                try:
+                    conn.request(
+                        "POST",
+                        "/up",
+                        body=iter([b'{"t":"', b"y" * 1500, b'"}']),
+                        headers={"content-type": content_type},
+                        encode_chunked=True,
+                    )
+                    resp = conn.getresponse()
+                    assert resp.status == 413, content_type
+                    assert json.loads(resp.read())["error"] == {
+                        "code": "PAYLOAD_TOO_LARGE",
+                        "message": "request body exceeds the configured"
+                        " max_body_bytes limit of 1024",
+                    }
+                finally:
+                    conn.close()
+            assert api.request("POST", "/up", {"a": 1})[0] == 200
+    finally:
+        proc.stop()
 
 
 def test_timeout_is_504(tmp_path: Path) -> None:

@@ -5,13 +5,21 @@ conditions."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Any
 
 import pytest
 from iii import InvocationError
 
-from tests.harness import EngineProcess, call, sdk_worker, wait_until
+from tests.harness import (
+    EngineProcess,
+    call,
+    never_within,
+    sdk_worker,
+    trigger_bound,
+    wait_until,
+)
 
 
 def scope() -> str:
@@ -279,7 +287,13 @@ def test_condition_function(engine: EngineProcess, client: Any) -> None:
     rec = Recorder()
     with sdk_worker(engine.worker_url, "cond-worker") as w:
         w.register_function("t::cond", lambda e: e["new_value"] != "skip")
-        w.register_function("t::cond-fails", lambda e: 1 / 0)
+        refused: list[Any] = []  # the failing condition's calls
+
+        def cond_fails(e: Any) -> Any:
+            refused.append(e["key"])
+            return 1 / 0
+
+        w.register_function("t::cond-fails", cond_fails)
         w.register_function("t::handler", rec)
         w.register_trigger(
             {
@@ -314,10 +328,15 @@ def test_condition_function(engine: EngineProcess, client: Any) -> None:
         for value in ("a", "skip", "b"):
             call(client, "state::set", {"scope": s, "key": value, "value": value})
         wait_until(lambda: len(rec.events) >= 2)
+        started = time.monotonic()
         call(client, "state::set", {"scope": s, "key": "z", "value": "z"})
         wait_until(lambda: len(rec.events) >= 3)
+        latency = time.monotonic() - started  # one delivery, condition included
+        # Positive control: the never-trigger evaluated its (failing)
+        # condition for every record, so its deliveries would be due now.
+        wait_until(lambda: sorted(refused) == ["a", "b", "skip", "z"])
+        never_within(lambda: never.events, max(1.0, 5 * latency), message="a delivery")
     assert [e["new_value"] for e in rec.events] == ["a", "b", "z"]
-    assert never.events == []
 
 
 def test_unregister_and_disconnect_stop_deliveries(
@@ -325,6 +344,15 @@ def test_unregister_and_disconnect_stop_deliveries(
 ) -> None:
     s = scope()
     rec = Recorder()
+    # Positive control: a trigger on the same scope that stays, and so shows
+    # when the records written after the unregister and the disconnect have
+    # been delivered.
+    control = Recorder()
+    control_fn = client.register_function(f"t::control-{s}", control)
+    control_trigger = client.register_trigger(
+        {"type": "state", "function_id": f"t::control-{s}", "config": {"scope": s}}
+    )
+    wait_until(lambda: trigger_bound(client, f"t::control-{s}"))
     with sdk_worker(engine.worker_url, "leaving-worker") as w:
         w.register_function("t::leaving", rec)
         trig = w.register_trigger(
@@ -339,7 +367,7 @@ def test_unregister_and_disconnect_stop_deliveries(
             )
         )
         call(client, "state::set", {"scope": s, "key": "1", "value": 1})
-        wait_until(lambda: len(rec.events) == 1)
+        wait_until(lambda: len(rec.events) == 1 and len(control.events) == 1)
         trig.unregister()
         wait_until(
             lambda: (
@@ -362,5 +390,15 @@ def test_unregister_and_disconnect_stop_deliveries(
             ]
         )
     )
+    started = time.monotonic()
     call(client, "state::set", {"scope": s, "key": "3", "value": 3})
+    wait_until(lambda: [e["key"] for e in control.events] == ["1", "2", "3"])
+    latency = time.monotonic() - started
+    never_within(
+        lambda: [e for e in rec.events if e["key"] != "1"],
+        max(1.0, 5 * latency),
+        message="a delivery to the worker that left",
+    )
     assert [e["key"] for e in rec.events] == ["1"]
+    control_trigger.unregister()
+    control_fn.unregister()

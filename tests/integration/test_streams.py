@@ -15,7 +15,12 @@ import aiohttp
 import pytest
 
 from tests.harness import EngineProcess, engine_with
-from tests.wsclients import RawWorker
+from tests.wsclients import RawWorker, StalledSocket
+
+
+def tcp_wmem_max() -> int:
+    """The largest send buffer the kernel may give a socket."""
+    return int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
 
 
 def name() -> str:
@@ -260,41 +265,83 @@ async def test_url_form_leave_and_rejoin(
     assert (await item.next())["id"] == "it"
 
 
+DEEP = "[" * 10_000 + "]" * 10_000
+
+
 @pytest.mark.parametrize(
-    "frame",
+    ("frame", "answered"),
     [
-        "{oops",
-        "[]",
-        "42",
-        '{"type":"dance"}',
-        '{"type":"join"}',
-        '{"type":"join","data":{"streamName":"s"}}',
-        '{"type":"leave","data":5}',
-        " ",
+        ("{oops", False),
+        ("[]", False),
+        ("42", False),
+        ('{"type":"dance"}', False),
+        ('{"type":"join"}', True),  # a join with missing fields is answered
+        ('{"type":"join","data":{"streamName":"s"}}', True),
+        ('{"type":"leave","data":5}', False),
+        (" ", False),
+        (DEEP, False),  # nested 10,000 levels: dropped like malformed JSON
+        ('{"type":"join","data":' + DEEP + "}", False),
     ],
 )
 async def test_bad_frames_keep_socket_open(
-    engine: EngineProcess, worker: RawWorker, session: aiohttp.ClientSession, frame: str
+    engine: EngineProcess,
+    worker: RawWorker,
+    session: aiohttp.ClientSession,
+    frame: str,
+    answered: bool,
 ) -> None:
     s = name()
     sub = await open_sub(session, engine.stream_url)
     await sub.ws.send_str(frame)
     await sub.join(s, "g")
     msg = await sub.next()
-    if msg["type"] == "error":  # a join with missing fields is answered
+    if answered:
+        assert msg["type"] == "error", msg
         assert msg["error"]["code"] == "INVALID_JOIN"
+        assert msg["subscriptionId"] is None
         msg = await sub.next()
-    assert msg["event"]["type"] == "sync"
+    assert msg["event"]["type"] == "sync", msg
+    assert msg["subscriptionId"] == "s-1"
 
 
+@pytest.mark.parametrize(
+    "position", [-3, "²", " ³ ", "9" * 5000, "1e3", "0x10", 2**64, True, 1.5]
+)
 async def test_invalid_from_is_refused(
-    engine: EngineProcess, session: aiohttp.ClientSession
+    engine: EngineProcess, session: aiohttp.ClientSession, position: Any
 ) -> None:
+    """A bad ``from`` is an ``INVALID_JOIN`` for that subscription; the socket
+    stays and its next join works."""
     sub = await open_sub(session, engine.stream_url)
-    await sub.join(name(), "g", position=-3)
+    await sub.join(name(), "g", position=position)
     msg = await sub.next()
-    assert msg["type"] == "error" and msg["subscriptionId"] == "s-1"
-    assert "from" in msg["error"]["message"]
+    assert msg == {
+        "type": "error",
+        "subscriptionId": "s-1",
+        "error": {
+            "code": "INVALID_JOIN",
+            "message": "`from` must be a non-negative integer offset",
+        },
+    }
+    await sub.join(name(), "g", sub_id="s-2")
+    msg = await sub.next()
+    assert msg["event"]["type"] == "sync" and msg["subscriptionId"] == "s-2"
+
+
+@pytest.mark.parametrize("query", ["%C2%B2", "9" * 5000, "-1"])
+async def test_invalid_from_in_the_url_is_refused(
+    engine: EngineProcess, session: aiohttp.ClientSession, query: str
+) -> None:
+    s = name()
+    sub = await open_sub(
+        session, f"{engine.stream_url}/stream/{s}/g?from={query}&subscriptionId=u"
+    )
+    msg = await sub.next()
+    assert msg["type"] == "error" and msg["subscriptionId"] == "u"
+    assert msg["error"]["code"] == "INVALID_JOIN"
+    await sub.join(s, "g")
+    msg = await sub.next()
+    assert msg["event"]["type"] == "sync" and msg["subscriptionId"] == "s-1"
 
 
 # -- resume ---------------------------------------------------------------------
@@ -372,19 +419,18 @@ async def test_from_ahead_of_the_log_resets(
 async def test_slow_consumer_blocks_nobody_and_catches_up(
     engine: EngineProcess, worker: RawWorker, session: aiohttp.ClientSession
 ) -> None:
+    """A subscriber that reads nothing, on a socket with an 8 KiB receive
+    buffer, while more is written than every buffer on the way holds (the
+    kernel's, the engine's outbound bound) and more records than the in-memory
+    tail keeps: the writers run at the pace they have without it, a reading
+    subscriber gets everything live, and the stalled one, once it reads, gets
+    every record in order (from the store)."""
     s = name()
-    n = 10_000
-    payload = "x" * 200
-    stalled = await open_sub(session, engine.stream_url)
-    await stalled.join(s, "g")
-    await stalled.next()
-    live = await open_sub(session, engine.stream_url)
-    await live.join(s, "g")
-    await live.next()
-    reader = asyncio.create_task(live.take(n, timeout=120))
-    started = time.monotonic()
-    replies = await worker.send_many(
-        [
+    payload = "x" * 400
+    frame_bytes = 550  # a record's frame is at least this (checked below)
+
+    def sends(start: int, count: int) -> list[tuple[str, dict[str, Any]]]:
+        return [
             (
                 "stream::send",
                 {
@@ -394,17 +440,47 @@ async def test_slow_consumer_blocks_nobody_and_catches_up(
                     "data": {"i": i, "pad": payload},
                 },
             )
-            for i in range(n)
+            for i in range(start, start + count)
         ]
-    )
-    write_time = time.monotonic() - started
-    assert all("error" not in r for r in replies)
+
+    async def timed_writes(start: int, count: int) -> float:
+        began = time.monotonic()
+        for chunk in range(start, start + count, 1000):
+            replies = await worker.send_many(sends(chunk, 1000))
+            assert all("error" not in r for r in replies)
+        return (time.monotonic() - began) / count
+
+    live = await open_sub(session, engine.stream_url)
+    await live.join(s, "g")
+    await live.next()
+    baseline_n, n = 3000, 30_000
+    reader = asyncio.create_task(live.take(baseline_n + n, timeout=300))
+    baseline = await timed_writes(0, baseline_n)  # per record, nobody stalled
+    stalled = StalledSocket(f"{engine.stream_url}/stream/{s}/g", rcvbuf=8192)
+    # Its sync, before the writes: from here on it reads nothing.
+    sync = json.loads((await asyncio.to_thread(stalled.read_frames, 1, 10))[0])
+    assert sync["event"] == {"type": "sync", "data": []}
+    wmem_max = tcp_wmem_max()
+    # More than the kernel buffers and the engine's bound (4 MiB) could hold:
+    # the engine had to stop writing to the stalled socket.
+    assert n * frame_bytes > 8192 + wmem_max + 4 * 1024 * 1024
+    with_stalled = await timed_writes(baseline_n, n)
+    # The writers are not held back by the subscriber that does not read.
+    assert with_stalled < 4 * baseline + 0.002, (baseline, with_stalled)
     got = await reader
-    assert [m["event"]["event"]["data"]["i"] for m in got] == list(range(n))
+    assert [m["event"]["event"]["data"]["i"] for m in got] == list(
+        range(baseline_n + n)
+    )
     # The stalled client has read nothing so far; now it reads everything.
-    caught_up = await stalled.take(n, timeout=120)
-    assert [m["event"]["event"]["data"]["i"] for m in caught_up] == list(range(n))
-    assert write_time < 60
+    frames = await asyncio.to_thread(stalled.read_frames, n, 100)
+    stalled.close()
+    assert min(len(f) for f in frames) >= frame_bytes
+    caught_up = [json.loads(f) for f in frames]
+    assert [m["event"]["event"]["data"]["i"] for m in caught_up] == list(
+        range(baseline_n, baseline_n + n)
+    )
+    offsets = [m["offset"] for m in caught_up]
+    assert offsets == sorted(set(offsets))
 
 
 async def test_thousand_subscribers(

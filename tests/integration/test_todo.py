@@ -22,17 +22,25 @@ NODE_SDKS = ("0.22.1", "0.11.6")
 RUNTIMES = ["python", *(f"node-{v}" for v in NODE_SDKS)]
 
 
-def start_worker(runtime: str, engine: EngineProcess) -> subprocess.Popen[bytes]:
-    return start_todo_worker(runtime, engine.worker_url)
+def start_worker(
+    runtime: str, engine: EngineProcess, output: Path | None = None
+) -> subprocess.Popen[bytes]:
+    return start_todo_worker(runtime, engine.worker_url, output=output)
+
+
+class TodoApp:
+    """The engine's HTTP API, the live stream, and what the worker printed."""
+
+    def __init__(self, api: Http, watcher: StreamWatcher, output: Path) -> None:
+        self.api, self.watcher, self.output = api, watcher, output
 
 
 @pytest.fixture(params=RUNTIMES)
-def todo_app(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[Http, StreamWatcher]]:
+def todo_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TodoApp]:
     engine = EngineProcess(tmp_path / "data").start()
     watcher = StreamWatcher(f"{engine.stream_url}/stream/todos-live/all")
-    worker = start_worker(request.param, engine)
+    output = tmp_path / "worker.log"
+    worker = start_worker(request.param, engine, output)
     api = Http(engine.http_url)
     try:
         wait_until(lambda: watcher.messages, message="initial sync")
@@ -41,7 +49,7 @@ def todo_app(
             timeout=30,
             message="todo routes",
         )
-        yield api, watcher
+        yield TodoApp(api, watcher, output)
     finally:
         worker.terminate()
         worker.wait(10)
@@ -53,8 +61,8 @@ def events(watcher: StreamWatcher) -> list[dict[str, Any]]:
     return [m for m in watcher.messages if m["event"]["type"] == "event"]
 
 
-def test_todo_flow(todo_app: tuple[Http, StreamWatcher]) -> None:
-    api, sent = todo_app
+def test_todo_flow(todo_app: TodoApp) -> None:
+    api, sent = todo_app.api, todo_app.watcher
     assert api.json("GET", "/todos/metrics") == (200, {"total": 0, "completed": 0})
     status, todo = api.json("POST", "/todos", {"title": "milk"})
     assert status == 201
@@ -104,14 +112,38 @@ def test_todo_flow(todo_app: tuple[Http, StreamWatcher]) -> None:
     assert all(s < e["offset"] for s, e in zip(sources, pushed, strict=True))
 
 
-def test_todo_bad_input(todo_app: tuple[Http, StreamWatcher]) -> None:
-    api, _ = todo_app
-    status, body = api.json("POST", "/todos/toggle", {"id": "nope"})
-    assert status == 500
-    assert body["error"]["message"] == "Todo nope not found"
+def test_todo_bad_input(todo_app: TodoApp) -> None:
+    """Bad requests get the error envelope with the right status, in both
+    examples, and a handled error prints no traceback."""
+    api = todo_app.api
+    status, todo = api.json("POST", "/todos", {"title": "kept"})
+    assert status == 201
+    missing = (
+        400,
+        {"error": {"code": "BAD_REQUEST", "message": "`id` is required"}},
+    )
+    unknown = (
+        404,
+        {"error": {"code": "NOT_FOUND", "message": "Todo nope not found"}},
+    )
+    for path in ("/todos/toggle", "/todos/delete"):
+        assert api.json("POST", path, {}) == missing, path
+        assert api.json("POST", path, {"id": 5}) == missing, path
+        assert api.json("POST", path, {"id": ""}) == missing, path
+        assert api.json("POST", path, {"id": "nope"}) == unknown, path
     status, body = api.json("POST", "/todos", {"nothing": 1})
     assert status == 400 and body["error"]["code"] == "BAD_REQUEST"
     status, _, _ = api.request(
         "POST", "/todos", raw=b"{", headers={"content-type": "application/json"}
     )
     assert status == 400
+    # Over the state's max_value_bytes (4 MiB): the worker answers 413.
+    status, body = api.json("POST", "/todos", {"title": "x" * (5 * 1024 * 1024)})
+    assert status == 413 and body["error"]["code"] == "VALUE_TOO_LARGE"
+    # Over the HTTP body limit (16 MiB): the engine answers before any worker.
+    status, body = api.json("POST", "/todos", {"title": "x" * (20 * 1024 * 1024)})
+    assert status == 413 and body["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    # Nothing of the above was stored; the todo that was is intact.
+    assert api.json("GET", "/todos") == (200, [todo])
+    printed = todo_app.output.read_text(errors="replace")
+    assert "Traceback" not in printed and "\n    at " not in printed, printed

@@ -13,13 +13,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.harness import EngineProcess, engine_with
+from tests.harness import EngineProcess, engine_with, wait_until
 from tests.wsclients import RawWorker
 
 
 async def test_workerregistered_comes_first(worker: RawWorker) -> None:
+    """The fixture reads the socket's first frame as is: it is this one."""
+    assert worker.registered["type"] == "workerregistered"
     assert uuid.UUID(worker.registered["worker_id"])
     assert uuid.UUID(worker.registered["reattach_token"])
+    await worker.only_pong()  # and nothing else came with it
 
 
 async def test_unknown_function_reply_shape(worker: RawWorker) -> None:
@@ -81,7 +84,7 @@ async def test_bad_frames_are_dropped_socket_stays(
     worker: RawWorker, frame: str
 ) -> None:
     await worker.ws.send_str(frame)
-    await worker.alive()
+    await worker.only_pong()  # no answer to the bad frame, and the socket works
     reply = await worker.call("state::get", {"scope": "x", "key": "y"})
     assert "result" not in reply and "error" not in reply
 
@@ -117,6 +120,9 @@ async def test_invalid_ops_are_a_deserialization_error(worker: RawWorker) -> Non
 
 
 async def test_void_call_gets_no_reply(worker: RawWorker) -> None:
+    """Void calls, one that works and one that fails, are answered with
+    nothing: every frame up to the point where the write is visible (and one
+    more round trip) is read, and all of them answer our own sync calls."""
     await worker.send(
         {
             "type": "invokefunction",
@@ -132,12 +138,29 @@ async def test_void_call_gets_no_reply(worker: RawWorker) -> None:
             "action": {"type": "void"},
         }
     )
-    await worker.alive()  # the pong is the next frame: no invocationresult came
+    others: list[dict[str, Any]] = []
+
+    async def strict_get() -> Any:
+        invocation_id = str(uuid.uuid4())
+        await worker.send(
+            {
+                "type": "invokefunction",
+                "invocation_id": invocation_id,
+                "function_id": "state::get",
+                "data": {"scope": "wire-void", "key": "k"},
+            }
+        )
+        while True:
+            frame = await worker.recv()
+            if frame.get("invocation_id") == invocation_id:
+                return frame.get("result")
+            others.append(frame)  # anything else is an answer nobody asked for
+
     async with asyncio.timeout(5):
-        while (await worker.call("state::get", {"scope": "wire-void", "key": "k"})).get(
-            "result"
-        ) != 1:
+        while await strict_get() != 1:  # the void write ran (positive control)
             pass
+    await strict_get()  # one more round trip: whatever the void calls sent is in
+    assert others == []
 
 
 async def test_bad_trigger_config_is_reported(worker: RawWorker) -> None:
@@ -236,7 +259,7 @@ async def test_reattach_retires_the_old_connection(
             }
         )
         await new.alive()
-        assert not old_ws.closed
+        await old.only_pong()  # a wrong token leaves the old socket working
         await new.send(
             {
                 "type": "reattach",
@@ -294,14 +317,98 @@ async def test_engine_introspection(worker: RawWorker) -> None:
     assert {"http", "state"} <= {t["id"] for t in types}
 
 
-async def test_large_message_round_trip(worker: RawWorker) -> None:
+async def test_large_message_round_trip(
+    engine: EngineProcess, session: aiohttp.ClientSession, worker: RawWorker
+) -> None:
+    """A 20 MiB message each way between two workers (over aiohttp's 4 MiB
+    default; iii's limit is 64 MiB)."""
     big = "x" * (20 * 1024 * 1024)
+    async with session.ws_connect(
+        engine.worker_url, max_msg_size=64 * 1024 * 1024
+    ) as ws:
+        server = RawWorker(ws)
+        await server.recv_type("workerregistered")
+        await server.send({"type": "registerfunction", "id": "wire::big-echo"})
+        await server.alive()
+        call = asyncio.create_task(worker.call("wire::big-echo", {"v": big}))
+        delivered = await server.recv_type("invokefunction")
+        assert delivered["data"]["v"] == big
+        await server.send(
+            {
+                "type": "invocationresult",
+                "invocation_id": delivered["invocation_id"],
+                "function_id": "wire::big-echo",
+                "result": delivered["data"]["v"],
+            }
+        )
+        reply = await call
+        assert reply["result"] == big
+
+
+async def test_state_values_are_limited_by_default(worker: RawWorker) -> None:
+    """``max_value_bytes`` defaults to 4 MiB of compact JSON: a string of
+    4 MiB - 2 characters (quotes included: exactly 4 MiB) is stored, one more
+    character is refused and stores nothing."""
+    limit = 4 * 1024 * 1024
+    fits = "x" * (limit - 2)
     reply = await worker.call(
-        "state::set", {"scope": "wire-big", "key": "k", "value": big}
+        "state::set", {"scope": "wire-limit", "key": "k", "value": fits}
     )
-    assert reply["result"]["new_value"] == big
-    reply = await worker.call("state::get", {"scope": "wire-big", "key": "k"})
-    assert reply["result"] == big
+    assert "error" not in reply
+    reply = await worker.call(
+        "state::set", {"scope": "wire-limit", "key": "k", "value": fits + "y"}
+    )
+    assert reply["error"] == {
+        "code": "VALUE_TOO_LARGE",
+        "message": f"value of {limit + 1} bytes exceeds the configured"
+        f" max_value_bytes limit of {limit}",
+    }
+    reply = await worker.call("state::get", {"scope": "wire-limit", "key": "k"})
+    assert reply["result"] == fits
+
+
+async def test_message_over_max_message_bytes_closes_with_1009(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """A worker message over ``max_message_bytes`` ends that socket with 1009
+    (message too big, as iii) and a log line saying so; others stay."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "workers:\n  - name: iii-worker-manager\n    config: {port: 0,"
+        " host: 127.0.0.1, max_message_bytes: 1048576}\n"
+    )
+    proc = EngineProcess(tmp_path / "data", config=config).start()
+    try:
+        async with (
+            session.ws_connect(proc.worker_url) as big_ws,
+            session.ws_connect(proc.worker_url) as other_ws,
+        ):
+            big, other = RawWorker(big_ws), RawWorker(other_ws)
+            await big.recv_type("workerregistered")
+            await other.recv_type("workerregistered")
+            under = await big.call("state::get", {"scope": "s", "key": "x" * 1000})
+            assert "error" not in under
+            await big.send(
+                {
+                    "type": "invokefunction",
+                    "invocation_id": "too-big",
+                    "function_id": "state::get",
+                    "data": {"scope": "s", "key": "x" * (1024 * 1024)},
+                }
+            )
+            msg = await big_ws.receive(5)
+            assert msg.type == aiohttp.WSMsgType.CLOSE
+            assert msg.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+            await other.alive()
+        wait_until(
+            lambda: (
+                "closed (1009): a message over max_message_bytes (1048576 bytes)"
+                in proc.log()
+            ),
+            message="the reason in the log",
+        )
+    finally:
+        proc.stop()
 
 
 async def test_value_too_large(tmp_path: Path, session: aiohttp.ClientSession) -> None:

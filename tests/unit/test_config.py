@@ -78,6 +78,9 @@ def test_unset_without_default_is_fatal() -> None:
                 "host": "0.0.0.0",
                 "port": 49134,
                 "middleware_function_id": None,
+                "max_outbound_bytes": 4 * 1024 * 1024,
+                "slow_peer_timeout_ms": 30_000,
+                "max_message_bytes": 64 * 1024 * 1024,
                 "rbac": None,
             },
         ),
@@ -103,6 +106,7 @@ def test_unset_without_default_is_fatal() -> None:
                 "middleware": [],
                 "body_fields_at_top_level": True,
                 "plain_results": True,
+                "max_body_bytes": 16 * 1024 * 1024,
             },
         ),
         (
@@ -115,7 +119,10 @@ def test_unset_without_default_is_fatal() -> None:
                 "prune_interval_ms": 60_000,
             },
         ),
-        (StateConfig, {"max_value_bytes": None, "triggers_enabled": True}),
+        (
+            StateConfig,
+            {"max_value_bytes": 4 * 1024 * 1024, "triggers_enabled": True},
+        ),
         (CronConfig, {}),
         (PubSubConfig, {}),
         (QueueModuleConfig, {"queue_configs": {}}),
@@ -370,6 +377,16 @@ def test_sdk_suite_config() -> None:
         (
             one("iii-worker-manager", "{port: '49134'}"),
             "iii-worker-manager: port: Input should be a valid integer",
+        ),
+        (
+            one("iii-worker-manager", "{max_outbound_bytes: 1000}"),
+            "iii-worker-manager: max_outbound_bytes: Input should be greater than"
+            " or equal to 262144",
+        ),
+        (
+            one("iii-worker-manager", "{slow_peer_timeout_ms: 0}"),
+            "iii-worker-manager: slow_peer_timeout_ms: Input should be greater than"
+            " or equal to 1",
         ),
         (
             one("iii-worker-manager", "{hots: x}"),
@@ -642,6 +659,8 @@ def test_ignored_settings_leave_the_rest_checked(
 ) -> None:
     cfg = parse(one("iii-state", f"{{max_value_bytes: 9, {ADAPTER[1:-1]}}}"), {})
     assert cfg.state.max_value_bytes == 9
+    unlimited = parse(one("iii-state", "{max_value_bytes: null}"), {})
+    assert unlimited.state.max_value_bytes is None
     with pytest.raises(ConfigError, match="iii-state: unknown key 'adaptor'"):
         parse(one("iii-state", "{adapter: {}, adaptor: {}}"), {})
 

@@ -37,6 +37,20 @@ def test_match_params_static_and_methods() -> None:
     assert t.match("GET", "/orders/42/")[0] is None  # no trailing-slash folding
 
 
+def test_methods_of_a_path() -> None:
+    """What a 405 lists in ``Allow``: every route matching the path."""
+    t = table(
+        ("GET", "orders/:id"),
+        ("DELETE", "/orders/special"),
+        ("PUT", "orders/:id"),
+        ("POST", "orders"),
+    )
+    assert t.methods("/orders/special") == {"GET", "HEAD", "PUT", "DELETE"}
+    assert t.methods("/orders/7") == {"GET", "HEAD", "PUT"}
+    assert t.methods("/orders") == {"POST"}
+    assert t.methods("/nothing") == set()
+
+
 def test_same_key_replaces_and_conflict_rejected() -> None:
     t = table(("GET", "a/:x/:y"))
     t.add(parse_route("t9", "f9", {"api_path": "/a/:x/:y"}))
