@@ -101,32 +101,27 @@ def test_elsewhere_with_the_token(guarded: EngineProcess, path: str) -> None:
 
 def test_paths_under_iiilog_never_reach_workers(http: Http, client: Any) -> None:
     client.register_function("c::squatter", lambda req: {"body": "mine"})
-    client.register_trigger(
-        {
-            "type": "http",
-            "function_id": "c::squatter",
-            "config": {"api_path": "_iiilog/api/other", "http_method": "GET"},
-        }
-    )
-    client.register_trigger(
-        {
-            "type": "http",
-            "function_id": "c::squatter",
-            "config": {"api_path": "_iiilog/api/overview", "http_method": "GET"},
-        }
-    )
-    wait_until(
-        lambda: (
-            sum(
-                t["function_id"] == "c::squatter"
-                for t in call(client, "engine::registered-triggers::list", {})[
-                    "registered_triggers"
-                ]
-            )
-            == 2
-        ),
-        message="both routes registered",
-    )
+    for path in ("_iiilog/api/other", "_iiilog/api/overview", "c/squat"):
+        client.register_trigger(
+            {
+                "type": "http",
+                "function_id": "c::squatter",
+                "config": {"api_path": path, "http_method": "GET"},
+            }
+        )
+
+    def paths() -> list[str]:
+        listed = call(client, "engine::registered-triggers::list", {})
+        return [
+            t["config"]["api_path"]
+            for t in listed["registered_triggers"]
+            if t["function_id"] == "c::squatter"
+        ]
+
+    # The last registration is applied (a positive control), the reserved
+    # ones were refused before it.
+    wait_until(lambda: "c/squat" in paths(), message="the ordinary route")
+    assert paths() == ["c/squat"]
     status, body = http.json("GET", "/_iiilog/api/other")
     assert status == 404 and body["error"]["code"] == "NOT_FOUND"
     status, body = http.json("GET", "/_iiilog/api/overview")
