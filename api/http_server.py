@@ -35,7 +35,7 @@ from eventlog.codec import dumps_bytes, loads
 from eventlog.directory import RemoteRoute
 from projections.runner import ProjectionRunner
 
-from .http_body import BodyTooLarge, pump_body, stream_response
+from .http_body import BODY_CHUNK, BodyTooLarge, pump_body, stream_response
 
 log = logging.getLogger("iiilog.http")
 # iii's HTTP worker takes request bodies up to 16 MiB (the SDK's upload tests
@@ -350,11 +350,19 @@ class HttpModule:
                             "INVALID_JSON", f"Request body is not valid JSON: {e}"
                         ),
                     )
-        pump = asyncio.get_running_loop().create_task(
-            pump_body(request_body, request, raw, self.config.max_body_bytes),
-            name="http-body-pump",
-        )
-        tasks.append(pump)
+        # One event wakes the decision below: the handler answered, the
+        # response channel got an item or a writer, the body pump ended.
+        wake = asyncio.Event()
+        pump: asyncio.Task[Any] | None = None
+        if raw is None or not request_body.preload(
+            [raw[i : i + BODY_CHUNK] for i in range(0, len(raw), BODY_CHUNK)]
+        ):  # a streamed body (or one too big to hold): pumped as it comes
+            pump = asyncio.get_running_loop().create_task(
+                pump_body(request_body, request, raw, self.config.max_body_bytes),
+                name="http-body-pump",
+            )
+            pump.add_done_callback(lambda _: wake.set())
+            tasks.append(pump)
         payload: dict[str, Any] = {
             "query_params": query,
             "path_params": params,
@@ -415,52 +423,47 @@ class HttpModule:
             ),
             name=f"http-handler:{route.function_id}",
         )
+        handler.add_done_callback(lambda _: wake.set())
+        response_body.on_activity = wake.set
         tasks.append(handler)
         status, out_headers = 200, dict[str, str]()
-        getter: asyncio.Task[Any] | None = None
-        try:
-            while True:
-                if getter is None:
-                    getter = asyncio.ensure_future(response_body.items.get())
-                waiting: set[asyncio.Future[Any]] = {getter}
-                if not handler.done():
-                    waiting.add(handler)
-                if not pump.done():
-                    waiting.add(pump)
-                done, _ = await asyncio.wait(
-                    waiting, return_when=asyncio.FIRST_COMPLETED
-                )
-                if pump in done and isinstance(pump.exception(), BodyTooLarge):
-                    raise pump.exception()  # type: ignore[misc]
-                if getter in done:
-                    item, getter = getter.result(), None
-                    if item is None:  # the writer closed without a body chunk
-                        return status, out_headers, None
-                    kind, data = item
-                    if kind == "binary":
-                        return status, out_headers, as_bytes(data)
-                    status = control_frame(data, out_headers, status)
+        while True:
+            if (
+                pump is not None
+                and pump.done()
+                and not pump.cancelled()
+                and isinstance(pump.exception(), BodyTooLarge)
+            ):
+                raise pump.exception()  # type: ignore[misc]
+            if response_body.has_items():  # the handler streams its answer
+                item = response_body.items.get_nowait()
+                if item is None:  # the writer closed without a body chunk
+                    return status, out_headers, None
+                kind, data = item
+                if kind == "binary":
+                    return status, out_headers, as_bytes(data)
+                status = control_frame(data, out_headers, status)
+                continue
+            if handler.done():
+                if handler.exception() is not None:
+                    error = handler.exception()
+                    if isinstance(error, EngineError):
+                        return self._error(error, route)
+                    raise error  # type: ignore[misc]
+                result = handler.result()
+                if result is not None:
+                    return self._buffered(result)
+                # null: a streamed body follows, unless no writer ever came.
+                if not response_body.writer_taken:
+                    try:
+                        await asyncio.wait_for(
+                            response_body.attached.wait(), NULL_GRACE_S
+                        )
+                    except TimeoutError:
+                        return self._buffered(None)
                     continue
-                if handler in done:
-                    if handler.exception() is not None:
-                        error = handler.exception()
-                        if isinstance(error, EngineError):
-                            return self._error(error, route)
-                        raise error  # type: ignore[misc]
-                    result = handler.result()
-                    if result is not None:
-                        return self._buffered(result)
-                    # null: a streamed body follows, unless no writer ever came.
-                    if not response_body.writer_taken:
-                        try:
-                            await asyncio.wait_for(
-                                response_body.attached.wait(), NULL_GRACE_S
-                            )
-                        except TimeoutError:
-                            return self._buffered(None)
-        finally:
-            if getter is not None:
-                getter.cancel()
+            await wake.wait()
+            wake.clear()
 
     def _buffered(self, result: Any) -> web.Response:
         status, out_headers, out_body = shape_response(

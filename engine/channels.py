@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .core import CallContext, Engine
 from .errors import EngineError
-from .ids import random_bytes
+from .ids import random_bytes, uuid4_text
 from .peer import Peer
 
 Item = tuple[Literal["text", "binary"], str | bytes]
@@ -33,7 +33,7 @@ class Channel:
     id: str
     writer_key: str
     reader_key: str
-    items: asyncio.Queue[Item | None]
+    buffer_size: int
     owner: Peer | None = None
     created: float = field(default_factory=time.monotonic)
     writer_taken: bool = False
@@ -41,6 +41,34 @@ class Channel:
     writer_done: bool = False
     reader_done: bool = False
     attached: asyncio.Event = field(default_factory=asyncio.Event)  # writer came
+    # Called when an item arrives or the writer attaches (the HTTP module
+    # waits on one event for its handler, its body pump and its response).
+    on_activity: Callable[[], None] | None = None
+    _items: asyncio.Queue[Item | None] | None = None
+    _preloaded: list[Item | None] | None = None
+
+    @property
+    def items(self) -> asyncio.Queue[Item | None]:
+        """The queue between the ends, made on first use: most channels of an
+        HTTP request are never opened by a worker."""
+        if self._items is None:
+            self._items = asyncio.Queue(self.buffer_size)
+            for item in self._preloaded or ():
+                self._items.put_nowait(item)
+            self._preloaded = None
+        return self._items
+
+    def has_items(self) -> bool:
+        return self._items is not None and not self._items.empty()
+
+    def preload(self, chunks: list[bytes]) -> bool:
+        """A whole body known up front, and the end mark: kept until a reader
+        comes. False when it does not fit the buffer (write it then)."""
+        if len(chunks) + 1 > self.buffer_size or self._items is not None:
+            return False
+        self._preloaded = [*(("binary", c) for c in chunks), END]
+        self.writer_done = True
+        return True
 
     def ref(self, direction: Literal["read", "write"]) -> dict[str, str]:
         key = self.reader_key if direction == "read" else self.writer_key
@@ -48,11 +76,15 @@ class Channel:
 
     async def put(self, kind: Literal["text", "binary"], data: str | bytes) -> None:
         await self.items.put((kind, data))
+        if self.on_activity is not None:
+            self.on_activity()
 
     async def end(self) -> None:
         if not self.writer_done:
             self.writer_done = True
             await self.items.put(END)
+            if self.on_activity is not None:
+                self.on_activity()
 
 
 def as_bytes(data: str | bytes) -> bytes:
@@ -75,10 +107,10 @@ class ChannelRegistry:
         # makes two channels per request).
         seed = random_bytes(48)
         channel = Channel(
-            str(uuid.UUID(bytes=seed[:16], version=4)),
+            uuid4_text(seed[:16]),
             seed[16:32].hex(),
             seed[32:].hex(),
-            asyncio.Queue(buffer_size),
+            buffer_size,
             owner,
         )
         self.channels[channel.id] = channel
@@ -95,6 +127,8 @@ class ChannelRegistry:
                 return None
             channel.writer_taken = True
             channel.attached.set()
+            if channel.on_activity is not None:
+                channel.on_activity()
             return channel
         if direction == "read" and secrets.compare_digest(key, channel.reader_key):
             if channel.reader_taken:

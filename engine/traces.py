@@ -22,6 +22,7 @@ from eventlog.codec import loads
 
 from .core import CallContext, Engine, TriggerBinding, now_ms, trace_id
 from .errors import EngineError, TriggerRegistrationFailed
+from .ids import random_bytes
 
 log = logging.getLogger("iiilog.traces")
 SERVICE = "iiilog"
@@ -433,8 +434,9 @@ class HttpSpan:
         self.method, self.route = method, f"/{route.lstrip('/')}"
         trace = trace_id(incoming)
         self.parent = incoming[36:52] if trace is not None and incoming else None
-        self.trace_id = trace or secrets.token_hex(16)
-        self.span_id = secrets.token_hex(8)
+        ids = random_bytes(24).hex()  # the pooled source: no system call each
+        self.trace_id = trace or ids[:32]
+        self.span_id = ids[32:]
         self.traceparent = f"00-{self.trace_id}-{self.span_id}-01"
 
     def finish(self, status_code: int, function_id: str) -> dict[str, Any]:
