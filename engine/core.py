@@ -199,18 +199,26 @@ class Engine:
         raises ``EngineError`` on failure. Counted in ``calls`` by outcome."""
         calls = self.calls
         try:
-            entry = self.lookup(function_id, ctx.namespace)
+            entry: FunctionEntry | None = self.lookup(function_id, ctx.namespace)
         except FunctionNotFound:
             if ctx.local_only or not self.cluster.shared:
                 # Unknown ids are not labels of their own: any caller could
                 # invent them without end.
                 calls[UNKNOWN_CALL] = calls.get(UNKNOWN_CALL, 0) + 1
                 raise
-            return await self.cluster.invoke_remote(function_id, data, ctx)
-        outcome = "error"
+            entry = None  # served by another node sharing the log
+        label, outcome = function_id, "error"
         try:
             watch = self.watch
-            if watch is not None and watch.watching(entry):
+            if entry is None:
+                try:
+                    result = await self.cluster.invoke_remote(function_id, data, ctx)
+                except FunctionNotFound:
+                    label, outcome = UNKNOWN_CALL
+                    raise
+                except EventLogError as e:  # the directory is away: say so
+                    raise EngineError("log_unavailable", str(e)) from e
+            elif watch is not None and watch.watching(entry):
                 result = await watch.run(
                     entry,
                     data,
@@ -227,7 +235,7 @@ class Engine:
             outcome = "cancelled"
             raise
         finally:
-            key = (function_id, outcome)
+            key = (label, outcome)
             calls[key] = calls.get(key, 0) + 1
 
     async def _serve(
