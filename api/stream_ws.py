@@ -50,6 +50,8 @@ class StreamConfig(BaseModel):
     # iiilog: how long stream::send records stay replayable, how often pruned.
     send_retention_ms: int = Field(7 * 24 * 3600 * 1000, ge=1)
     prune_interval_ms: int = Field(60_000, ge=1)
+    # iiilog: subscriptions one client may hold at once (each is a pump task).
+    max_subscriptions: int = Field(256, ge=1)
 
 
 class BadJoin(ValueError):
@@ -294,6 +296,15 @@ class StreamServer:
         except BadJoin as e:
             log.info("stream join refused: %s", e)
             await self._error(client, "INVALID_JOIN", str(e), data)
+            return
+        limit = self.config.max_subscriptions
+        if sub.id not in client.subs and len(client.subs) >= limit:
+            await self._error(
+                client,
+                "TOO_MANY_SUBSCRIPTIONS",
+                f"a client may hold {limit} subscriptions at once (max_subscriptions)",
+                data,
+            )
             return
         payload = _membership(sub.id, sub.stream, sub.group, sub.item, client.context)
         if not await self.streams.run_membership("stream:join", payload):

@@ -22,7 +22,14 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import BaseModel, ConfigDict, Field
 
-from eventlog import LogStore, LogTail, LogWriter, Record, SaveSnapshot
+from eventlog import (
+    EventLogError,
+    LogStore,
+    LogTail,
+    LogWriter,
+    Record,
+    SaveSnapshot,
+)
 
 from .base import Projection
 from .bulk import fold_history
@@ -98,6 +105,7 @@ class ProjectionRunner:
             run.task = asyncio.get_running_loop().create_task(
                 self._follow(run), name=f"projection:{run.projection.name}"
             )
+            run.task.add_done_callback(_report)
         if self.snapshots.enabled:
             self._scheduler = AsyncIOScheduler(timezone="UTC")
             self._scheduler.add_job(
@@ -155,8 +163,20 @@ class ProjectionRunner:
         run.changed = asyncio.Event()
 
     async def _follow(self, run: _Running) -> None:
+        """Fold what the tail gets, forever. A store that is away (reading
+        behind the tail's window on PostgreSQL) is waited out, from the same
+        position; a fold that raises is a bug: it stops this projection, said
+        loudly (its state is no longer that of the log)."""
+        delay = 0.1
         while True:
-            records = await self.tail.read_after(run.position, 1000)
+            try:
+                records = await self.tail.read_after(run.position, 1000)
+            except EventLogError as e:
+                log.warning("projection %s: %s; retrying", run.projection.name, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
             if not records:
                 await self.tail.wait_beyond(run.position)
                 continue
@@ -184,3 +204,11 @@ class ProjectionRunner:
         if run is None:
             return None
         return run.position, copy.deepcopy(run.state)
+
+
+def _report(task: asyncio.Task[Any]) -> None:
+    """A projection's follower that ended on its own: say why."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "%s stopped: its fold raised", task.get_name(), exc_info=task.exception()
+        )

@@ -528,3 +528,30 @@ async def test_retention_gives_an_explicit_reset(
             assert first["event"]["data"] == [1]
     finally:
         proc.stop()
+
+
+async def test_a_client_holds_a_bounded_number_of_subscriptions(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """Each subscription is a pump: past ``max_subscriptions`` a join is
+    refused with an error and the client's other subscriptions go on."""
+    proc = engine_with(
+        tmp_path,
+        "  - name: iii-stream\n    config: {port: 0, host: 127.0.0.1,"
+        " max_subscriptions: 3}\n",
+    )
+    try:
+        sub = await open_sub(session, proc.stream_url)
+        for i in range(3):
+            await sub.join(f"cap{i}", "g", sub_id=f"s-{i}")
+            msg = await sub.next()
+            assert msg["event"]["type"] == "sync" and msg["subscriptionId"] == f"s-{i}"
+        await sub.join("cap3", "g", sub_id="s-3")
+        msg = await sub.next()
+        assert msg["type"] == "error" and msg["subscriptionId"] == "s-3"
+        assert msg["error"]["code"] == "TOO_MANY_SUBSCRIPTIONS"
+        await sub.join("cap0", "g", sub_id="s-0")  # a rejoin is no new one
+        msg = await sub.next()
+        assert msg["event"]["type"] == "sync" and msg["subscriptionId"] == "s-0"
+    finally:
+        proc.stop()

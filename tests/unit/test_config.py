@@ -117,6 +117,7 @@ def test_unset_without_default_is_fatal() -> None:
                 "auth_function": None,
                 "send_retention_ms": 7 * 24 * 3600 * 1000,
                 "prune_interval_ms": 60_000,
+                "max_subscriptions": 256,
             },
         ),
         (
