@@ -125,9 +125,7 @@ SAVE_SNAPSHOT = (
     " state=excluded.state, ts=excluded.ts"
 )
 PRUNE_TAGS = "DELETE FROM dedupe WHERE ts < ?"
-SENDS_TO_PRUNE = (
-    "SELECT MAX(seq), COUNT(*) FROM log WHERE kind='stream.send' AND ts < ?"
-)
+SENDS_TO_PRUNE = "SELECT MAX(seq) FROM log WHERE kind='stream.send' AND ts < ?"
 PRUNE_SENDS = "DELETE FROM log WHERE kind='stream.send' AND seq <= ?"
 SET_PRUNED_THROUGH = (
     "INSERT INTO meta(key, value) VALUES ('sends_pruned_through', ?)"

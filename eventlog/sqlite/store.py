@@ -239,13 +239,13 @@ def _keep(db: sqlite3.Connection, books: Sequence[Bookkeeping]) -> list[Any]:
             case PruneTags():
                 db.execute(q.PRUNE_TAGS, (op.before_ms,))
             case PruneSends():
-                through, count = db.execute(
-                    q.SENDS_TO_PRUNE, (op.before_ms,)
-                ).fetchone()
+                # Every send up to the newest old one goes (the pruned-through
+                # mark is one offset); the count is of what went.
+                (through,) = db.execute(q.SENDS_TO_PRUNE, (op.before_ms,)).fetchone()
+                result = 0
                 if through is not None:
-                    db.execute(q.PRUNE_SENDS, (through,))
+                    result = db.execute(q.PRUNE_SENDS, (through,)).rowcount
                     db.execute(q.SET_PRUNED_THROUGH, (str(through),))
-                result = int(count or 0)
         out.append(result)
     return out
 

@@ -393,6 +393,20 @@ async def test_retention_prunes_sends_only_and_the_head_stays(store: LogStore) -
     assert later.new[0].offset == 6
 
 
+async def test_retention_counts_what_it_prunes(store: LogStore) -> None:
+    """Only sends older than the cutoff go, and the count is of what went."""
+    old = (await store.commit([send("s", "g", 1), send("s", "g", 2)])).new
+    deadline = time.monotonic() + 5
+    while now_ms() <= old[-1].ts and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)  # the next commit gets a later timestamp
+    new = (await store.commit([send("s", "g", 3), put("r", "a", 1)])).new
+    assert new[0].ts > old[-1].ts
+    result = await store.commit([], [PruneSends(new[0].ts)])
+    assert result.kept == [2]
+    assert await offsets(store) == [3, 4]
+    assert await store.sends_pruned_through() == 2
+
+
 async def test_everything_survives_a_reopen(backend: Backend) -> None:
     store = await backend.open()
     try:
