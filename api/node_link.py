@@ -69,7 +69,7 @@ class _Link:
                     future = self.pending.pop(message.invocation_id, None)
                     if future is not None and not future.done():
                         if message.error:
-                            future.set_exception(_error(message.error))
+                            future.set_exception(EngineError.from_wire(message.error))
                         else:
                             future.set_result(message.result)
         finally:
@@ -78,18 +78,6 @@ class _Link:
                 if not future.done():
                     future.set_exception(stopped)
             self.pending.clear()
-
-
-def _error(error: Any) -> EngineError:
-    if isinstance(error, dict):
-        return EngineError(
-            str(error.get("code") or "invocation_failed"),
-            str(error.get("message") or ""),
-            extra={"stacktrace": error["stacktrace"]}
-            if error.get("stacktrace")
-            else None,
-        )
-    return EngineError("UNKNOWN", str(error))
 
 
 class NodeLinks:

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from engine.core import DEFAULT_NS, CallContext, Engine
 from engine.observe_rules import clean_caller, observed_item
+from engine.observers import OBSERVE_V1
 from engine.peer import Peer
 
 from .protocol import InvokeFunction, Outgoing
 from .protocol_observe import (
-    OBSERVE_V1,
     FunctionRegistered,
     InvocationsObserved,
     Observe,

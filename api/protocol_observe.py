@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-OBSERVE_V1 = "observe.v1"
-LOCAL_DISPATCH_V1 = "local-dispatch.v1"
+from engine.observers import LOCAL_DISPATCH_V1, OBSERVE_V1
+
 # What the engine supports: sent in every ``workerregistered``. A connection
 # gets the observe messages only if it listed the feature too.
 ENGINE_FEATURES = (OBSERVE_V1, LOCAL_DISPATCH_V1)

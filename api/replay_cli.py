@@ -145,8 +145,8 @@ def parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         metavar="DIR",
-        default="./data",
-        help="the engine's data dir (default: ./data)",
+        default=os.environ.get("IIILOG_DATA_DIR", "./data"),
+        help="the engine's data dir (default: $IIILOG_DATA_DIR, else ./data)",
     )
     p.add_argument(
         "--database-url",

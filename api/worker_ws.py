@@ -33,7 +33,7 @@ from engine.http_functions import HttpFunctions
 from engine.ids import random_uuid
 from engine.logs import LogSink
 from engine.observe_rules import Descriptor
-from engine.observers import Observers
+from engine.observers import OBSERVE_V1, Observers
 from engine.peer import Invocation, Rejection
 from engine.remote_triggers import WorkerTriggerTypes
 
@@ -67,7 +67,6 @@ from .protocol import (
 )
 from .protocol_observe import (
     ENGINE_FEATURES,
-    OBSERVE_V1,
     InvocationsObserved,
     LocalInvocationStats,
     Observe,

@@ -302,6 +302,11 @@ class Configuration:
                 f" {', '.join(EVENTS)}"
             )
         condition = config.get("condition_function_id")
+        if condition is not None and not isinstance(condition, str):
+            raise TriggerRegistrationFailed(
+                "Failed to parse trigger config: `condition_function_id` must be"
+                " a string"
+            )
 
         def match(record: Record) -> bool:
             if record.kind not in KINDS:
@@ -315,7 +320,7 @@ class Configuration:
             binding,
             match,
             event_payload,
-            condition if isinstance(condition, str) else None,
+            condition,
         )
 
     async def unregister(self, binding: TriggerBinding) -> None:

@@ -318,17 +318,7 @@ class Engine:
             log.debug("result for unknown invocation %s dropped", invocation_id)
             return
         if error:
-            if isinstance(error, dict):
-                code = str(error.get("code") or "invocation_failed")
-                message = str(error.get("message") or "")
-                extra = (
-                    {"stacktrace": error["stacktrace"]}
-                    if error.get("stacktrace")
-                    else None
-                )
-                pending.future.set_exception(EngineError(code, message, extra=extra))
-            else:
-                pending.future.set_exception(EngineError("UNKNOWN", str(error)))
+            pending.future.set_exception(EngineError.from_wire(error))
         else:
             pending.future.set_result(result)
 

@@ -18,6 +18,19 @@ class EngineError(Exception):
         self.message = message
         self.extra = extra
 
+    @classmethod
+    def from_wire(cls, error: Any) -> EngineError:
+        """The ``error`` of an ``invocationresult`` (a worker's, or another
+        node's) as the error the caller gets."""
+        if not isinstance(error, dict):
+            return cls("UNKNOWN", str(error))
+        stacktrace = error.get("stacktrace")
+        return cls(
+            str(error.get("code") or "invocation_failed"),
+            str(error.get("message") or ""),
+            extra={"stacktrace": stacktrace} if stacktrace else None,
+        )
+
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
         if isinstance(self.extra, dict):

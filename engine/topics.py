@@ -59,7 +59,7 @@ def subscriber_policy(queue_config: Any) -> Policy:
     if mode not in ("concurrent", "standard", "fifo"):
         raise TriggerRegistrationFailed(
             "Failed to parse trigger config: `queue_config.type` must be"
-            " concurrent or fifo"
+            " concurrent, standard or fifo"
         )
     retries = _int(queue_config, "maxRetries", "max_retries")
     backoff = _int(queue_config, "backoffDelayMs", "backoff_ms")

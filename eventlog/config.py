@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# SQLite's PRAGMA synchronous levels the store accepts.
 Synchronous = Literal["off", "normal", "full", "extra"]
 
 

@@ -53,11 +53,7 @@ class PostgresReads:
     # -- the log -------------------------------------------------------------------
 
     async def read_head(self) -> int:
-        head = int(await self._value(q.READ_HEAD))
-        observe = getattr(self, "observe", None)
-        if observe is not None:
-            observe(head)
-        return head
+        return int(await self._value(q.READ_HEAD))
 
     async def read(self, after: int, limit: int = 1000) -> list[Record]:
         return [

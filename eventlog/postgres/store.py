@@ -90,6 +90,11 @@ class PostgresStore(PostgresReads):
     def head(self) -> int:
         return self._head
 
+    async def read_head(self) -> int:
+        head = await super().read_head()
+        self.observe(head)
+        return head
+
     def observe(self, head: int) -> None:
         """Another node committed up to ``head`` (learned from the database)."""
         if head > self._head:

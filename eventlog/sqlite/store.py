@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -32,6 +32,7 @@ from ..bookkeeping import (
     Unpark,
 )
 from ..codec import dumps
+from ..config import Synchronous
 from ..errors import DataDirLockedError, StoreError
 from ..mutations import Address, BatchResult, Mutation
 from ..planner import Plan, plan_batch
@@ -41,7 +42,6 @@ from . import schema as q
 from .reads import SqliteReads
 from .scan import SqliteScanner
 
-Synchronous = Literal["off", "normal", "full", "extra"]
 LOG_FILE = "log.sqlite3"
 _T = TypeVar("_T")
 

@@ -50,7 +50,7 @@ def publish(client: Any, topic: str, data: Any) -> Any:
 
 
 @pytest.fixture
-def own_engine(tmp_path: Path) -> Iterator[EngineProcess]:
+def fresh_engine(tmp_path: Path) -> Iterator[EngineProcess]:
     proc = EngineProcess(tmp_path / "data").start()
     try:
         yield proc
@@ -205,20 +205,20 @@ def test_a_subscriber_that_was_away_catches_up(
         assert stats()["depth"] == 0
 
 
-def test_accepted_publishes_survive_kill_9(own_engine: EngineProcess) -> None:
+def test_accepted_publishes_survive_kill_9(fresh_engine: EngineProcess) -> None:
     slow = Handler()
     slow.gate.clear()  # accepts nothing until the engine is gone
     config = {"topic": "crash.events", "queue_config": {"type": "fifo"}}
-    with sdk_worker(own_engine.worker_url, "crash-sub") as w:
+    with sdk_worker(fresh_engine.worker_url, "crash-sub") as w:
         subscribe(w, "crash::handle", slow, config)
-        with sdk_worker(own_engine.worker_url, "crash-pub") as pub:
+        with sdk_worker(fresh_engine.worker_url, "crash-pub") as pub:
             for n in range(20):
                 assert publish(pub, "crash.events", {"n": n}) is None
-        own_engine.kill()
+        fresh_engine.kill()
         slow.gate.set()
-    own_engine.start()
+    fresh_engine.start()
     after = Handler()
-    with sdk_worker(own_engine.worker_url, "crash-sub-2") as w:
+    with sdk_worker(fresh_engine.worker_url, "crash-sub-2") as w:
         subscribe(w, "crash::handle", after, config)
         wait_until(
             lambda: {d["n"] for d in after.got} >= set(range(20)),

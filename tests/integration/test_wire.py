@@ -188,6 +188,31 @@ async def test_bad_trigger_config_is_reported(worker: RawWorker) -> None:
     )
     reply = await worker.recv_type("triggerregistrationresult")
     assert reply["error"]["message"] == "api_path is required for http triggers"
+    for n, (trigger_type, config, complaint) in enumerate(
+        (
+            ("configuration", {"condition_function_id": 5}, "condition_function_id"),
+            ("configuration", {"event_types": ["nope"]}, "event_types"),
+            ("durable:subscriber", {"topic": "t", "queue_config": 3}, "queue_config"),
+            (
+                "durable:subscriber",
+                {"topic": "t", "queue_config": {"type": "lifo"}},
+                "concurrent, standard or fifo",
+            ),
+        )
+    ):
+        await worker.send(
+            {
+                "type": "registertrigger",
+                "id": f"bad-more-{n}",
+                "trigger_type": trigger_type,
+                "function_id": "f",
+                "config": config,
+            }
+        )
+        reply = await worker.recv_type("triggerregistrationresult")
+        assert reply["id"] == f"bad-more-{n}"
+        assert reply["error"]["code"] == "trigger_registration_failed"
+        assert complaint in reply["error"]["message"]
 
 
 async def test_call_between_workers_with_caller_stamp(
