@@ -35,7 +35,7 @@ from eventlog.config import EventLogConfig
 from projections.runner import SnapshotConfig
 
 from .console import ConsoleConfig
-from .http_server import HttpConfig
+from .http_config import HttpConfig
 from .rbac import WorkerManagerConfig
 from .stream_ws import StreamConfig
 

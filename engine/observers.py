@@ -18,12 +18,12 @@ from typing import Any
 from .core import DEFAULT_NS, CallContext, Engine, FunctionEntry, now_ms
 from .errors import EngineError
 from .ids import random_uuid
-from .observe_book import (
+from .observe_book import ObserverBook
+from .observe_effects import (
     Activation,
     Added,
     Effect,
     Observer,
-    ObserverBook,
     Refused,
     Removed,
     Run,

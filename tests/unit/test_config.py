@@ -23,7 +23,7 @@ from api.config import (
     substitute,
 )
 from api.console import ConsoleConfig
-from api.http_server import HttpConfig
+from api.http_config import HttpConfig
 from api.rbac import RbacConfig, WorkerManagerConfig
 from api.stream_ws import StreamConfig
 from engine.cron import CronConfig

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.observe_book import Added, ObserverBook, Removed, Run, Source, Status
+from engine.observe_book import ObserverBook
+from engine.observe_effects import Added, Removed, Run, Source, Status
 from engine.observe_rules import PLAIN, Descriptor, Event, FnKey, parse_observe
 
 SRC: FnKey = ("default", "orders::create")
