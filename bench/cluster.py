@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import pct, save_results
 from bench.state_set import load
+from bench.todo_job import cpu_seconds
 from eventlog import Mutation, Outcome
 from eventlog.postgres import PostgresStore
 from eventlog.postgres.schemas import create_schema, drop_schema
@@ -57,8 +59,70 @@ def start(root: Path, name: str, log: str) -> EngineProcess:
     return EngineProcess(root / name, config=config).start(timeout=60)
 
 
+def postgres_pids() -> list[int]:
+    """Every PostgreSQL server process on this machine (backends included)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def busy_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split()[1:11]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """CPU seconds used so far by each process still alive among ``pids``."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = cpu_seconds([pid])[0]
+        except (OSError, IndexError):
+            continue
+    return out
+
+
+def cpu_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds the processes ``pids`` used since ``before`` (a process
+    started since counts whole; one gone since is lost)."""
+    return sum(t - before.get(pid, 0.0) for pid, t in cpu_by_pid(pids).items())
+
+
 async def set_load(nodes: list[EngineProcess], seconds: float) -> dict[str, Any]:
-    """c = 64 across the nodes: 4 sockets x 16 in flight, sockets spread out."""
+    """c = 64 across the nodes: 4 sockets x 16 in flight, sockets spread out.
+
+    Also where the CPU went: engines, PostgreSQL and this process (the load
+    generator), in ms per call, and how busy the machine's cores were. CPU is
+    counted over the warm-up too, so per-call figures divide by the calls of
+    warm-up and run together (estimated from the measured rate)."""
+    engines = [n.proc.pid for n in nodes if n.proc is not None]
+    pg_before = cpu_by_pid(postgres_pids())
+    before = (cpu_by_pid(engines), time.process_time(), busy_ticks())
+    started = time.perf_counter()
+    measured = await _set_load(nodes, seconds)
+    wall = time.perf_counter() - started
+    busy, total = busy_ticks()
+    calls = measured["calls_per_s"] * wall or 1
+    measured["cpu_ms_per_call"] = {
+        "engines": cpu_since(before[0], engines) * 1000 / calls,
+        "postgres": cpu_since(pg_before, postgres_pids()) * 1000 / calls,
+        "load_generator": (time.process_time() - before[1]) * 1000 / calls,
+    }
+    measured["cores_busy"] = (
+        (busy - before[2][0]) / max(1, total - before[2][1]) * (os.cpu_count() or 1)
+    )
+    return measured
+
+
+async def _set_load(nodes: list[EngineProcess], seconds: float) -> dict[str, Any]:
     run = uuid.uuid4().hex[:6]
     value = {"title": "milk", "completed": False, "n": 1}
     sockets = [n % len(nodes) for n in range(4)]
@@ -215,10 +279,18 @@ async def main() -> None:
     one = results["postgres_1"]["calls_per_s"]
     results["postgres_1_vs_sqlite_1"] = one / base
     results["postgres_3_vs_postgres_1"] = results["postgres_3"]["calls_per_s"] / one
-    print(f"{'state::set c=64':<24}{'calls/s':>10}{'p99 ms':>9}")
+    print(
+        f"{'state::set c=64':<16}{'calls/s':>10}{'p99 ms':>9}"
+        f"  CPU ms/call: engines / postgres / load   cores busy"
+    )
     for name in ("sqlite_1", "postgres_1", "postgres_2", "postgres_3"):
         r = results[name]
-        print(f"{name:<24}{r['calls_per_s']:>10,.0f}{r['p99_ms']:>9.2f}")
+        cpu = r["cpu_ms_per_call"]
+        print(
+            f"{name:<16}{r['calls_per_s']:>10,.0f}{r['p99_ms']:>9.2f}"
+            f"  {cpu['engines']:>6.3f} / {cpu['postgres']:.3f} /"
+            f" {cpu['load_generator']:.3f}   {r['cores_busy']:.2f}"
+        )
     ratio_1, ratio_3 = (
         results["postgres_1_vs_sqlite_1"],
         results["postgres_3_vs_postgres_1"],

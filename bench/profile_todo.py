@@ -24,6 +24,7 @@ create, all threads, times the stage's share). The writer thread (fsync) is
 reported on its own.
 
     python bench/profile_todo.py [--seconds 8] [--subscribers 10]
+    python bench/profile_todo.py --tree ../before --label before
 
 Writes bench/results/profile.json (``--label`` adds a named run beside others,
 e.g. before/after a change).
@@ -44,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import RESULTS
 from bench.todo_job import iiilog_subscriber, run_job, stop, wait_http
-from scripts.engine_process import EngineProcess
+from scripts.engine_process import ROOT, EngineProcess
 from scripts.todo_workers import start_todo_worker
 
 # (stage, substrings of a frame "function (file:line)"); the first stage whose
@@ -186,12 +187,21 @@ def main() -> None:
     parser.add_argument("--creators", type=int, default=64)
     parser.add_argument("--label", default="current")
     parser.add_argument(
+        "--tree",
+        type=Path,
+        default=ROOT,
+        help="profile the engine of this checkout (e.g. an older commit's)",
+    )
+    parser.add_argument(
         "--keep-raw", action="store_true", help="keep py-spy's raw stacks"
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        engine = EngineProcess(Path(tmp) / "data").start()
-        worker = start_todo_worker("python", engine.worker_url, telemetry=True)
+        tree = args.tree.resolve()
+        engine = EngineProcess(Path(tmp) / "data", root=tree).start()
+        worker = start_todo_worker(
+            "python", engine.worker_url, telemetry=True, root=tree
+        )
         try:
             result = asyncio.run(job(engine, worker.pid, args))
         finally:

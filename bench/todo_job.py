@@ -48,7 +48,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import pct, save_results
-from scripts.engine_process import EngineProcess
+from scripts.engine_process import ROOT, EngineProcess
 from scripts.todo_workers import start_todo_worker
 
 # PocketBase's side of the job: a migration creating the public ``todos``
@@ -288,10 +288,13 @@ async def measure(
 
 
 def run_iiilog(args: argparse.Namespace, root: Path, system: str) -> list[Any]:
-    engine = EngineProcess(root / system).start()
+    engine = EngineProcess(root / system, root=args.tree).start()
     runtime = "node-0.22.1" if system == "iiilog-node" else "python"
     worker = start_todo_worker(
-        runtime, engine.worker_url, telemetry=system != "iiilog-otel-off"
+        runtime,
+        engine.worker_url,
+        telemetry=system != "iiilog-otel-off",
+        root=args.tree,
     )
     try:
         return asyncio.run(
@@ -372,8 +375,16 @@ def main() -> None:
         choices=["python", "node"],
         help="only iiilog, with this todo worker (node: examples/todo-node)",
     )
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        default=ROOT,
+        help="run iiilog from this checkout (e.g. an older commit's, for a"
+        " before/after); default: this one",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
+    args.tree = args.tree.resolve()
     if args.worker is not None:
         args.systems = ["iiilog-node" if args.worker == "node" else "iiilog"]
     results: dict[str, Any] = {

@@ -47,8 +47,12 @@ class EngineProcess:
         data_dir: Path,
         config: Path | None = None,
         env: dict[str, str] | None = None,
+        root: Path = ROOT,
     ) -> None:
+        """``root``: the checkout whose engine runs (another one: e.g. the
+        commit before a change, for a benchmark's before/after)."""
         self.data_dir = data_dir
+        self.root = root
         self.config = config
         self.extra_env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -81,7 +85,7 @@ class EngineProcess:
             cmd += ["--config", str(self.config)]
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
 

@@ -51,15 +51,17 @@ def start_todo_worker(
     *,
     telemetry: bool = False,
     output: Path | None = None,
+    root: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
     """``runtime``: ``python`` or ``node-<iii-sdk version>``. ``telemetry``
     False sets ``OTEL_ENABLED=false`` (the SDKs export to the engine by
-    default). ``output``: a file for what the worker prints (else dropped)."""
+    default). ``output``: a file for what the worker prints (else dropped).
+    ``root``: the checkout whose Python todo worker runs."""
     env = {**os.environ, "III_URL": worker_url}
     if not telemetry:
         env["OTEL_ENABLED"] = "false"
     if runtime == "python":
-        cmd, cwd = [sys.executable, "examples/todo/worker.py"], ROOT
+        cmd, cwd = [sys.executable, "examples/todo/worker.py"], root
     else:
         node = shutil.which("node")
         if node is None:

@@ -172,6 +172,23 @@ async def pg_allow_login(role: str, allowed: bool) -> None:
     await pg_admin(f'ALTER ROLE "{role}" {"LOGIN" if allowed else "NOLOGIN"}')
 
 
+async def pg_key_lookup_plan(url: str, keys: list[tuple[str, str, str, str]]) -> str:
+    """``EXPLAIN ANALYZE`` of the lookup a commit makes for its addresses."""
+    import asyncpg
+
+    from eventlog.postgres import schema as q
+
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        rows = await conn.fetch(
+            "EXPLAIN ANALYZE " + q.LOAD_VIEW_ROWS,
+            *(list(c) for c in zip(*keys, strict=True)),
+        )
+    finally:
+        await conn.close()
+    return "\n".join(r[0] for r in rows)
+
+
 async def pg_admin(*statements: str) -> None:
     """Statements as the superuser (roles, outages), one connection."""
     import asyncpg
