@@ -42,6 +42,11 @@ browser:
 screenshots: $(STAMP) browser
 	IIILOG_SCREENSHOTS=docs $(BIN)/pytest -q tests/browser
 
+# `make bench` also runs the engine of an older commit (BEFORE: the start of
+# the performance work) beside this one, for the before/after tables.
+BEFORE ?= fc32952
+BEFORE_TREE := $(or $(TMPDIR),/tmp)/iiilog-before-$(BEFORE)
+
 bench: $(STAMP)
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/state_set.py
@@ -49,6 +54,15 @@ bench: $(STAMP)
 	$(BIN)/python bench/replay.py --records 1000000
 	$(BIN)/python bench/http_load.py
 	$(BIN)/python bench/todo_job.py
+	$(BIN)/python bench/cluster.py
+	rm -rf $(BEFORE_TREE) && mkdir -p $(BEFORE_TREE) bench/results/before
+	git archive $(BEFORE) | tar -x -C $(BEFORE_TREE)
+	echo "commit $(BEFORE)" > bench/results/before/LABEL
+	$(BIN)/python bench/todo_job.py --tree $(BEFORE_TREE) \
+	  --systems iiilog iiilog-otel-off iiilog-node --out bench/results/before
+	$(BIN)/python bench/profile_todo.py --tree $(BEFORE_TREE) --label before
+	$(BIN)/python bench/profile_todo.py --label after
+	rm -rf $(BEFORE_TREE)
 	$(BIN)/python bench/report.py
 
 clean:

@@ -20,6 +20,20 @@ from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]  # the project
 T = TypeVar("T")
+# Runs the engine of the checkout given first, not this one: the
+# editable install's import hook would otherwise take precedence over cwd.
+OTHER_TREE = """\
+import os, runpy, sys
+root = sys.argv.pop(1)
+# older checkouts started as `python -m engine`
+main = "api" if os.path.exists(os.path.join(root, "api", "__main__.py")) else "engine"
+sys.meta_path[:] = [
+    f for f in sys.meta_path
+    if not str(getattr(f, "__module__", "")).startswith("__editable__")
+]
+sys.path.insert(0, root)
+runpy.run_module(main, run_name="__main__", alter_sys=True)
+"""
 
 
 def wait_until(
@@ -73,10 +87,12 @@ class EngineProcess:
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
+        if self.root == ROOT:
+            launch = [sys.executable, "-m", "api"]
+        else:
+            launch = [sys.executable, "-c", OTHER_TREE, str(self.root)]
         cmd = [
-            sys.executable,
-            "-m",
-            "api",
+            *launch,
             "serve",
             "--data-dir",
             str(self.data_dir),
