@@ -25,7 +25,7 @@ from eventlog import Mutation, Origin, Outcome, Record
 from .config_schema import violations
 from .core import CallContext, Engine, TriggerBinding
 from .durable import DurableTriggers
-from .errors import EngineError, TriggerRegistrationFailed
+from .errors import EngineError, TriggerRegistrationFailed, trigger_condition
 
 log = logging.getLogger("iiilog.configuration")
 KINDS = ("config.register", "config.set", "config.delete")
@@ -301,12 +301,7 @@ class Configuration:
                 "Failed to parse trigger config: `event_types` must list"
                 f" {', '.join(EVENTS)}"
             )
-        condition = config.get("condition_function_id")
-        if condition is not None and not isinstance(condition, str):
-            raise TriggerRegistrationFailed(
-                "Failed to parse trigger config: `condition_function_id` must be"
-                " a string"
-            )
+        condition = trigger_condition(config)
 
         def match(record: Record) -> bool:
             if record.kind not in KINDS:

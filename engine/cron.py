@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from eventlog.codec import dumps
 
 from .core import Engine, TriggerBinding
-from .errors import EngineError, TriggerRegistrationFailed
+from .errors import EngineError, TriggerRegistrationFailed, trigger_condition
 
 log = logging.getLogger("iiilog.cron")
 _DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]  # crate: 1 = sun
@@ -114,9 +114,7 @@ class CronModule:
     async def register(self, binding: TriggerBinding) -> None:
         config = binding.config if isinstance(binding.config, dict) else {}
         trigger = parse_expression(config.get("expression"))
-        condition = config.get("condition_function_id")
-        if condition is not None and not isinstance(condition, str):
-            raise TriggerRegistrationFailed("condition_function_id must be a string")
+        condition = trigger_condition(config)
         binding.state = self.engine.spawn(
             self._run(binding, trigger, condition), name=f"cron:{binding.id}"
         )

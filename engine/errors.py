@@ -63,3 +63,14 @@ class DeserializationError(EngineError):
 class TriggerRegistrationFailed(EngineError):
     def __init__(self, message: str) -> None:
         super().__init__("trigger_registration_failed", message)
+
+
+def trigger_condition(config: dict[str, Any]) -> str | None:
+    """A trigger config's ``condition_function_id``; anything but a string
+    (or nothing) refuses the registration."""
+    condition = config.get("condition_function_id")
+    if condition is not None and not isinstance(condition, str):
+        raise TriggerRegistrationFailed(
+            "Failed to parse trigger config: `condition_function_id` must be a string"
+        )
+    return condition

@@ -12,7 +12,7 @@ from typing import Any
 
 from eventlog.codec import dumps_bytes, loads
 
-from .errors import TriggerRegistrationFailed
+from .errors import TriggerRegistrationFailed, trigger_condition
 
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 STANDARD_KEYS = frozenset(
@@ -65,9 +65,7 @@ def parse_route(trigger_id: str, function_id: str, config: Any) -> Route:
     method = config.get("http_method") or "GET"
     if not isinstance(method, str):
         raise TriggerRegistrationFailed("http_method must be a string")
-    condition = config.get("condition_function_id")
-    if condition is not None and not isinstance(condition, str):
-        raise TriggerRegistrationFailed("condition_function_id must be a string")
+    condition = trigger_condition(config)
     middleware = config.get("middleware_function_ids") or []
     if not isinstance(middleware, list) or not all(
         isinstance(m, str) for m in middleware

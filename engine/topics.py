@@ -22,7 +22,12 @@ from eventlog.codec import dumps
 
 from .core import CallContext, Engine, TriggerBinding
 from .durable import DurableTriggers, Policy
-from .errors import DeserializationError, EngineError, TriggerRegistrationFailed
+from .errors import (
+    DeserializationError,
+    EngineError,
+    TriggerRegistrationFailed,
+    trigger_condition,
+)
 from .ids import random_uuid
 
 log = logging.getLogger("iiilog.topics")
@@ -160,12 +165,7 @@ class DurableTopics:
         topic = topic_of(binding.config)
         config = binding.config if isinstance(binding.config, dict) else {}
         policy = subscriber_policy(config.get("queue_config"))
-        condition = config.get("condition_function_id")
-        if condition is not None and not isinstance(condition, str):
-            raise TriggerRegistrationFailed(
-                "Failed to parse trigger config: `condition_function_id` must be"
-                " a string"
-            )
+        condition = trigger_condition(config)
 
         def match(record: Record) -> bool:
             return record.kind == "topic.publish" and record.scope == topic

@@ -6,8 +6,6 @@ away catches up, and an accepted publish survives ``kill -9``."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -47,16 +45,6 @@ def subscribe(
 
 def publish(client: Any, topic: str, data: Any) -> Any:
     return call(client, "iii::durable::publish", {"topic": topic, "data": data})
-
-
-@pytest.fixture
-def fresh_engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    proc = EngineProcess(tmp_path / "data").start()
-    try:
-        yield proc
-    finally:
-        if proc.alive():
-            proc.kill()
 
 
 def test_one_publish_fans_out_to_every_subscribed_function(

@@ -191,6 +191,8 @@ async def test_bad_trigger_config_is_reported(worker: RawWorker) -> None:
     for n, (trigger_type, config, complaint) in enumerate(
         (
             ("configuration", {"condition_function_id": 5}, "condition_function_id"),
+            ("http", {"api_path": "c", "condition_function_id": []}, "condition"),
+            ("cron", {"expression": "* * * * * *", "condition_function_id": 1}, "cond"),
             ("configuration", {"event_types": ["nope"]}, "event_types"),
             ("durable:subscriber", {"topic": "t", "queue_config": 3}, "queue_config"),
             (
