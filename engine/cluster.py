@@ -186,10 +186,12 @@ class SharedCluster:
         self._cache = _Cache()
         self._published: dict[tuple[str, str], Any] = {}
         self._routes_out: dict[str, RemoteRoute] = {}  # this node's http bindings
-        self._routes_sent: set[str] = set()
+        self._routes_sent: dict[str, RemoteRoute] = {}
         self._route_listeners: list[Callable[[list[RemoteRoute]], None]] = []
         self._kept: dict[str, _Kept] = {}
-        self._held: set[str] = set()  # leases this node holds, as last renewed
+        # leases this node holds -> until when (monotonic), counted from before
+        # the renewal was sent, so never later than the database's own expiry
+        self._held: dict[str, float] = {}
         # nodes that refused a connection, skipped until this (monotonic) time
         self._unreachable: dict[str, float] = {}
         self._dirty = asyncio.Event()
@@ -224,17 +226,22 @@ class SharedCluster:
         while True:
             await asyncio.sleep(interval)
             try:
-                if not await self.directory.heartbeat(self.node_id):
-                    # Declared gone while away (the database was down, say):
-                    # join again and announce everything anew.
-                    log.warning("cluster: this node was forgotten; joining again")
-                    assert self.node is not None
-                    await self.directory.join(self.node)
-                    self._published.clear()
-                    self._routes_sent.clear()
-                    self._dirty.set()
+                await self._beat()
             except EventLogError as e:
                 log.warning("cluster: heartbeat failed: %s", e)
+            except Exception:  # a bug must not stop the heartbeat for good
+                log.exception("cluster: heartbeat failed")
+
+    async def _beat(self) -> None:
+        if not await self.directory.heartbeat(self.node_id):
+            # Declared gone while away (the database was down, say):
+            # join again and announce everything anew.
+            log.warning("cluster: this node was forgotten; joining again")
+            assert self.node is not None
+            await self.directory.join(self.node)
+            self._published.clear()
+            self._routes_sent.clear()
+            self._dirty.set()
 
     async def _sync(self) -> None:
         """Publish what changed here; refresh what the others serve."""
@@ -246,8 +253,11 @@ class SharedCluster:
             try:
                 await self._publish()
                 await self._refresh()
-            except EventLogError as e:
-                log.warning("cluster: directory sync failed: %s", e)
+            except Exception as e:  # never give up: the directory is the truth
+                if isinstance(e, EventLogError):
+                    log.warning("cluster: directory sync failed: %s", e)
+                else:
+                    log.exception("cluster: directory sync failed")
                 self._dirty.set()
                 await asyncio.sleep(interval)
 
@@ -282,13 +292,17 @@ class SharedCluster:
         if added or removed:
             await self.directory.set_functions(self.node_id, added, removed)
         self._published = now
+        # By value: a trigger id bound again with another config (a worker
+        # restarted with a changed route) is published again. Taken before the
+        # await, so a route that changes meanwhile is sent next time.
+        routes = dict(self._routes_out)
         routes_added = [
-            r for tid, r in self._routes_out.items() if tid not in self._routes_sent
+            r for tid, r in routes.items() if self._routes_sent.get(tid) != r
         ]
-        routes_removed = [t for t in self._routes_sent if t not in self._routes_out]
+        routes_removed = [t for t in self._routes_sent if t not in routes]
         if routes_added or routes_removed:
             await self.directory.set_routes(self.node_id, routes_added, routes_removed)
-            self._routes_sent = set(self._routes_out)
+        self._routes_sent = routes
 
     async def _refresh(self) -> None:
         ttl = self.config.node_ttl_ms
@@ -364,14 +378,14 @@ class SharedCluster:
         kept = self._kept.pop(name, None)
         if kept is not None:
             await self._stop_kept(kept)
-            self._held.discard(name)
+            self._held.pop(name, None)
             with contextlib.suppress(EventLogError):
                 await self.directory.release(name, self.node_id)
 
     def holds(self, name: str) -> bool:
         """This node holds lease ``name`` (its task may have just stopped:
         shutdown saves what it did before leaving)."""
-        return name in self._held
+        return self._held.get(name, 0.0) > time.monotonic()
 
     def _dirty_leases(self) -> None:
         self._lease_wake.set()
@@ -383,28 +397,53 @@ class SharedCluster:
         while True:
             for kept in list(self._kept.values()):
                 try:
-                    held = await self.directory.acquire(
-                        kept.name, self.node_id, self.config.lease_ttl_ms
-                    )
-                except EventLogError as e:
-                    log.warning("cluster: lease %s not renewed: %s", kept.name, e)
-                    held = False  # cannot prove it is ours: stop, to be safe
-                if kept.name not in self._kept:
-                    continue  # dropped meanwhile
-                if held:
-                    self._held.add(kept.name)
-                else:
-                    self._held.discard(kept.name)
-                running = kept.task is not None and not kept.task.done()
-                if held and not running:
-                    log.info("cluster: this node now runs %s", kept.name)
-                    kept.task = self.engine.spawn(kept.run(), name=f"lease:{kept.name}")
-                elif not held and running:
-                    log.info("cluster: lease %s lost; stopping it here", kept.name)
-                    await self._stop_kept(kept)
+                    await self._renew(kept, interval)
+                except Exception:  # a bug must not stop renewals for good
+                    log.exception("cluster: lease %s", kept.name)
+                    with contextlib.suppress(Exception):
+                        await self._lose(kept)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lease_wake.wait(), interval)
             self._lease_wake.clear()
+
+    async def _renew(self, kept: _Kept, interval: float) -> None:
+        """Take or renew one lease; start or stop its task to match."""
+        ttl = self.config.lease_ttl_ms
+        sent = time.monotonic()
+        # Past its local deadline a lease is not ours, whatever the database
+        # may answer later: a renewal never waits beyond it.
+        deadline = self._held.get(kept.name, 0.0)
+        wait = max(deadline - sent - interval, interval)
+        try:
+            held = bool(
+                await asyncio.wait_for(
+                    self.directory.acquire(kept.name, self.node_id, ttl), wait
+                )
+            )
+        except (EventLogError, TimeoutError) as e:
+            log.warning("cluster: lease %s not renewed: %s", kept.name, e or "timeout")
+            held = False  # cannot prove it is ours: stop, to be safe
+        if kept.name not in self._kept:
+            return  # dropped meanwhile
+        if not held:
+            await self._lose(kept)
+            return
+        self._held[kept.name] = sent + ttl / 1000
+        running = kept.task is not None and not kept.task.done()
+        if not running:
+            if kept.task is not None and not kept.task.cancelled():
+                error = kept.task.exception()
+                if error is not None:  # it failed: start it again
+                    log.warning("cluster: %s failed (%r); again", kept.name, error)
+            log.info("cluster: this node now runs %s", kept.name)
+            kept.task = self.engine.spawn(kept.run(), name=f"lease:{kept.name}")
+
+    async def _lose(self, kept: _Kept) -> None:
+        running = kept.task is not None and not kept.task.done()
+        if running:
+            log.info("cluster: lease %s lost; stopping it here", kept.name)
+            await self._stop_kept(kept)
+        self._held.pop(kept.name, None)
 
     async def _stop_kept(self, kept: _Kept) -> None:
         task, kept.task = kept.task, None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from iii import TriggerAction
+from websockets.sync.client import connect
 
 from eventlog import Record
 from eventlog.postgres import PostgresStore
@@ -332,3 +333,47 @@ def test_cron_fires_once_and_a_queued_message_runs_once(tmp_path: Path) -> None:
             assert all(
                 t == {"n": 1} for t in call(wb, "state::list", {"scope": "ticks"})
             )
+
+
+def _bind(path: str) -> str:
+    return json.dumps(
+        {
+            "type": "registertrigger",
+            "id": "route-1",
+            "trigger_type": "http",
+            "function_id": "probe::hello",
+            "config": {"api_path": path, "http_method": "GET"},
+        }
+    )
+
+
+def test_a_route_bound_again_with_another_path_moves_on_every_node(
+    tmp_path: Path,
+) -> None:
+    """A trigger id unbound and bound again with another path between two
+    directory syncs (a worker restarting with a changed route) is published
+    again: the other nodes serve the new path, not the old one."""
+    with cluster(tmp_path) as c:
+        a, b = c.node(), c.node()
+        live_nodes(c, 2)
+        via_b = Http(b.http_url)
+
+        def served(path: str) -> int:
+            return via_b.request("GET", f"/{path}", timeout=10)[0]
+
+        with (
+            sdk_worker(a.worker_url, "probe") as w,
+            connect(a.worker_url) as ws,
+        ):
+            w.register_function(
+                "probe::hello", lambda _: {"status_code": 200, "body": "hi"}
+            )
+            ws.recv(timeout=10)  # workerregistered
+            ws.send(_bind("v1"))
+            wait_until(lambda: served("v1") == 200, 20, 0.1, "v1 served by B")
+            # Unbound and bound again in one breath: A's next sync sees the
+            # same trigger id with another path.
+            ws.send(json.dumps({"type": "unregistertrigger", "id": "route-1"}))
+            ws.send(_bind("v2"))
+            wait_until(lambda: served("v2") == 200, 20, 0.1, "v2 served by B")
+            assert served("v1") == 404

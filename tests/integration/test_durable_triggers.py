@@ -219,6 +219,9 @@ def test_failing_handler_is_retried_then_parked(tmp_path: Path) -> None:
                 call(w, "state::set", {"scope": "s", "key": value, "value": value})
             # Different keys run concurrently: "b" need not wait for the poison.
             wait_until(lambda: "b" in seen.events and seen.events.count("poison") == 3)
+            # The third failure's answer is on its way: the record is parked
+            # once the engine has it.
+            wait_until(lambda: call(w, "iiilog::triggers::parked", {})["parked"])
             assert sorted(seen.events) == ["a", "b", "poison", "poison", "poison"]
             parked = call(w, "iiilog::triggers::parked", {})["parked"]
             assert len(parked) == 1 and parked[0]["attempts"] == 3
