@@ -25,12 +25,12 @@ from pydantic import BaseModel, ValidationError
 
 from engine.cluster import ClusterConfig
 from engine.cron import CronConfig
-from engine.durable import TriggersConfig
 from engine.http_functions import HttpFunctionsConfig
 from engine.logs import LogsConfig
 from engine.pubsub import PubSubConfig
 from engine.queues import QueueModuleConfig
 from engine.state import StateConfig
+from engine.subscription_rules import TriggersConfig
 from eventlog.config import EventLogConfig
 from projections.runner import SnapshotConfig
 

@@ -23,7 +23,6 @@ from engine.core import (
     DEFAULT_NS,
     CallContext,
     Engine,
-    FunctionEntry,
     TriggerBinding,
     now_ms,
     trace_id,
@@ -32,7 +31,6 @@ from engine.errors import EngineError
 from engine.http_functions import HttpFunctions
 from engine.ids import random_uuid
 from engine.logs import LogSink
-from engine.observe_rules import Descriptor
 from engine.observers import OBSERVE_V1, Observers
 from engine.peer import Invocation, Rejection
 from engine.remote_triggers import WorkerTriggerTypes
@@ -74,8 +72,9 @@ from .protocol_observe import (
     Unobserve,
 )
 from .rbac import WorkerManagerConfig
-from .rbac_session import RbacGate, Registration
+from .rbac_session import RbacGate
 from .session import Event, FrameDropped, Telemetry, WorkerSession
+from .worker_registration import RegisteringPeer
 
 log = logging.getLogger("iiilog.bridge")
 
@@ -95,7 +94,7 @@ class Listener:
 LISTENER = web.AppKey("listener", Listener)
 
 
-class WorkerConnection(ObservingPeer):
+class WorkerConnection(ObservingPeer, RegisteringPeer):
     """One worker socket; the engine's ``Peer``."""
 
     def __init__(
@@ -332,106 +331,6 @@ class WorkerConnection(ObservingPeer):
                 log.warning("worker %s: frame dropped: %s", self.id, event)
             case _:
                 assert_never(event)
-
-    async def _admit(self, msg: Registration) -> Registration | None:
-        """Through the RBAC hooks on an RBAC port; unchanged otherwise."""
-        if self.gate is None:
-            return msg
-        return await self.gate.admit(msg, self.namespace)
-
-    async def _register_function(self, msg: RegisterFunction) -> None:
-        admitted = await self._admit(msg)
-        if admitted is None:
-            return
-        if admitted.invocation is not None:
-            http_functions = self.listener.http_functions
-            if http_functions is None:
-                log.error(
-                    "function %s has an HTTP invocation but the"
-                    " iii-http-functions module is not loaded",
-                    clip(admitted.id),
-                )
-            elif http_functions.register(
-                self,
-                admitted.id,
-                admitted.invocation,
-                admitted.description,
-                admitted.metadata,
-            ):
-                self._confirm(admitted.id)
-            return
-        function_id = (
-            admitted.id if self.gate is None else self.gate.function_id(msg.id)
-        )
-        self.engine.register_function(
-            self,
-            FunctionEntry(
-                function_id,
-                description=admitted.description,
-                request_format=admitted.request_format,
-                response_format=admitted.response_format,
-                metadata=admitted.metadata,
-                wire_id=None if self.gate is None else msg.id,
-                observe=None if msg.observe is None else Descriptor.parse(msg.observe),
-            ),
-        )
-        self._confirm(function_id)
-
-    async def _register_trigger(self, msg: RegisterTrigger) -> None:
-        gate = self.gate
-        if gate is not None:  # the type first, before its hook runs (as iii)
-            try:
-                gate.session.check_trigger_type(msg.trigger_type)
-            except EngineError as e:
-                await self._trigger_forbidden(msg, e)
-                return
-        admitted = await self._admit(msg)
-        if admitted is None:
-            return
-        if gate is not None:  # the target as the hook and the prefix left it
-            namespace = admitted.namespace or self.namespace
-            try:
-                entry = self.engine.lookup(admitted.function_id, namespace)
-            except EngineError:
-                entry = None
-            try:
-                gate.session.check_target(admitted.function_id, entry, namespace)
-            except EngineError as e:
-                await self._trigger_forbidden(admitted, e)
-                return
-        binding = TriggerBinding(
-            id=admitted.id,
-            trigger_type=admitted.trigger_type,
-            function_id=admitted.function_id,
-            config=admitted.config,
-            metadata=admitted.metadata,
-            owner=self,
-            namespace=admitted.namespace or self.metadata.get("namespace"),
-        )
-        try:
-            await self.engine.register_trigger(binding)
-        except EngineError as e:
-            log.warning(
-                "worker %s: trigger %s (%s) refused: %s",
-                self.id,
-                clip(binding.id),
-                clip(binding.trigger_type),
-                clip(e.message),
-            )
-            await self.trigger_refused(binding, e.body())
-
-    async def _trigger_forbidden(self, msg: RegisterTrigger, e: EngineError) -> None:
-        log.warning(
-            "worker %s: trigger %s (%s -> %s) refused: %s",
-            self.id,
-            clip(msg.id),
-            clip(msg.trigger_type),
-            clip(msg.function_id),
-            clip(e.message),
-        )
-        await self._send(
-            TriggerRefused(msg.id, msg.trigger_type, msg.function_id, e.body())
-        )
 
     async def _reattach(self, msg: Reattach) -> None:
         old = self.engine.workers.get(msg.previous_worker_id or "")

@@ -17,9 +17,10 @@ from eventlog.codec import dumps_bytes
 from projections.views import fold, rows
 
 from .core import CallContext, Engine, TriggerBinding
-from .durable import DurableTriggers, start_position
+from .durable import DurableTriggers
 from .errors import DeserializationError, EngineError, TriggerRegistrationFailed
 from .ops import Op, OpsDecodeError, apply_ops, parse_ops
+from .subscription_rules import start_position
 
 log = logging.getLogger("iiilog.state")
 

@@ -17,9 +17,10 @@ from eventlog import Mutation, Outcome, PruneSends, Record, StoreError
 from eventlog.codec import dumps_bytes
 
 from .core import CallContext, Engine, TriggerBinding, now_ms
-from .durable import DurableTriggers, start_position
+from .durable import DurableTriggers
 from .errors import DeserializationError, EngineError, TriggerRegistrationFailed
 from .state import _obj, _str, ops_field, update_compute, update_result
+from .subscription_rules import start_position
 
 log = logging.getLogger("iiilog.stream")
 ENCODED_CACHE = 8192

@@ -21,7 +21,7 @@ from eventlog import Mutation, Origin, Outcome, Record, Unpark
 from eventlog.codec import dumps
 
 from .core import CallContext, Engine, TriggerBinding
-from .durable import DurableTriggers, Policy
+from .durable import DurableTriggers
 from .errors import (
     DeserializationError,
     EngineError,
@@ -29,6 +29,7 @@ from .errors import (
     trigger_condition,
 )
 from .ids import random_uuid
+from .subscription_rules import Policy
 
 log = logging.getLogger("iiilog.topics")
 SUBSCRIBER = "durable:subscriber"

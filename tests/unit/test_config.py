@@ -27,12 +27,12 @@ from api.http_config import HttpConfig
 from api.rbac import RbacConfig, WorkerManagerConfig
 from api.stream_ws import StreamConfig
 from engine.cron import CronConfig
-from engine.durable import TriggersConfig
 from engine.http_functions import HttpFunctionsConfig
 from engine.logs import LogsConfig
 from engine.pubsub import PubSubConfig
 from engine.queues import QueueConfig, QueueModuleConfig
 from engine.state import StateConfig
+from engine.subscription_rules import TriggersConfig
 from eventlog.config import EventLogConfig
 from projections.runner import SnapshotConfig
 
