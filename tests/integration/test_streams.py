@@ -5,6 +5,7 @@ consumers, many subscribers, retention resets."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -527,6 +528,80 @@ async def test_retention_gives_an_explicit_reset(
             assert first["reset"] is True
             assert first["event"]["data"] == [1]
     finally:
+        proc.stop()
+
+
+async def test_a_subscriber_that_falls_past_retention_mid_stream_gets_a_reset(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """A client that stops reading while its group's ``stream.send`` records
+    are written and then removed by retention: once it reads again it gets
+    what was sent before it stalled, in order, then a ``sync`` marked
+    ``reset`` (never a silent jump past the removed records), then live
+    messages."""
+    proc = engine_with(
+        tmp_path,
+        "  - name: iii-stream\n    config: {port: 0, host: 127.0.0.1,"
+        " send_retention_ms: 1, prune_interval_ms: 50}\n",
+    )
+    stalled: StalledSocket | None = None
+    try:
+        stalled = StalledSocket(f"{proc.stream_url}/stream/mid/g")
+        blob = "x" * 4096
+        async with session.ws_connect(proc.worker_url) as ws:
+            w = RawWorker(ws)
+            await w.recv_type("workerregistered")
+            sends = [
+                (
+                    "stream::send",
+                    {
+                        "stream_name": "mid",
+                        "group_id": "g",
+                        "type": "t",
+                        "data": {"i": i, "pad": blob},
+                    },
+                )
+                for i in range(5000)
+            ]
+            replies = await w.send_many(sends)
+            assert all("error" not in r for r in replies)
+            # Retention has removed them all: a join from before them resets.
+            async with asyncio.timeout(20):
+                while True:
+                    probe = await open_sub(session, proc.stream_url)
+                    await probe.join("mid", "g", position=1)
+                    first = await probe.next()
+                    await probe.ws.close()
+                    if first["event"]["type"] == "sync":
+                        break
+            # The stalled client reads again.
+            assert stalled is not None
+            seen: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 60
+            while not (seen[1:] and seen[-1]["event"]["type"] == "sync"):
+                assert time.monotonic() < deadline, "no reset sync"
+                seen.append(json.loads(stalled.read_frames(1, timeout=30)[0]))
+            assert seen[0]["event"]["type"] == "sync" and not seen[0].get("reset")
+            events, reset = seen[1:-1], seen[-1]
+            assert reset["reset"] is True and reset["event"]["data"] == []
+            assert events, "it stalled after some messages, not before all"
+            offsets = [m["offset"] for m in events]
+            assert all(b == a + 1 for a, b in itertools.pairwise(offsets))
+            assert [m["event"]["data"]["i"] for m in events] == list(range(len(events)))
+            assert len(events) < 5000 and reset["offset"] > offsets[-1]
+            # Live messages follow the reset.
+            await ok(
+                w,
+                "stream::send",
+                {"stream_name": "mid", "group_id": "g", "type": "t", "data": "live"},
+            )
+            after = json.loads(stalled.read_frames(1, timeout=30)[0])
+            assert (
+                after["event"]["data"] == "live" and after["offset"] > reset["offset"]
+            )
+    finally:
+        if stalled is not None:
+            stalled.close()
         proc.stop()
 
 
