@@ -12,11 +12,12 @@ gets a ``triggerregistrationresult`` with the engine's error.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from engine.core import Engine, FunctionEntry, TriggerBinding
 from engine.errors import EngineError
 from engine.observe_rules import Descriptor
+from engine.peer import Peer
 
 from .protocol import Outgoing, RegisterFunction, RegisterTrigger, TriggerRefused, clip
 from .rbac_session import RbacGate, Registration
@@ -40,6 +41,12 @@ class RegisteringPeer:
     @property
     def namespace(self) -> str:
         raise NotImplementedError
+
+    @property
+    def peer(self) -> Peer:
+        """This connection as the engine sees it (the class it mixes into is
+        the engine's ``Peer``)."""
+        return cast("Peer", self)
 
     def _confirm(self, function_id: str) -> None:
         raise NotImplementedError
@@ -69,7 +76,7 @@ class RegisteringPeer:
                     clip(admitted.id),
                 )
             elif http_functions.register(
-                self,
+                self.peer,
                 admitted.id,
                 admitted.invocation,
                 admitted.description,
@@ -81,7 +88,7 @@ class RegisteringPeer:
             admitted.id if self.gate is None else self.gate.function_id(msg.id)
         )
         self.engine.register_function(
-            self,
+            self.peer,
             FunctionEntry(
                 function_id,
                 description=admitted.description,
@@ -122,7 +129,7 @@ class RegisteringPeer:
             function_id=admitted.function_id,
             config=admitted.config,
             metadata=admitted.metadata,
-            owner=self,
+            owner=self.peer,
             namespace=admitted.namespace or self.metadata.get("namespace"),
         )
         try:
