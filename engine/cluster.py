@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("iiilog.cluster")
 
 Runner = Callable[[], Coroutine[Any, Any, Any]]
+# Every this many heartbeats, nodes dead for this many TTLs are forgotten.
+FORGET_EVERY = 10
+FORGET_AFTER_TTLS = 10
 
 
 class ClusterConfig(BaseModel):
@@ -223,10 +226,19 @@ class SharedCluster:
 
     async def _heartbeat(self) -> None:
         interval = self.config.heartbeat_ms / 1000
-        while True:
+        for beat in itertools.count(1):
             await asyncio.sleep(interval)
             try:
                 await self._beat()
+                if beat % FORGET_EVERY == 0:
+                    # Nodes killed long ago (ids are new at every start): their
+                    # rows would pile up. Long after their TTL, so a node that
+                    # was only cut off joins again (``_beat``) with all it has.
+                    gone = await self.directory.forget(
+                        self.config.node_ttl_ms * FORGET_AFTER_TTLS
+                    )
+                    if gone:
+                        log.info("cluster: forgot %d dead node(s)", gone)
             except EventLogError as e:
                 log.warning("cluster: heartbeat failed: %s", e)
             except Exception:  # a bug must not stop the heartbeat for good

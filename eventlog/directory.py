@@ -63,6 +63,12 @@ class Directory(Protocol):
         """A clean shutdown: the node and everything it held are removed."""
         ...
 
+    async def forget(self, dead_for_ms: int) -> int:
+        """Remove the nodes without a heartbeat for ``dead_for_ms`` (killed,
+        never left) and what they held: their functions, routes and worker
+        names, and rows of nodes no longer known. The number of nodes removed."""
+        ...
+
     async def nodes(self, ttl_ms: int) -> list[NodeInfo]:
         """Live nodes."""
         ...

@@ -45,6 +45,24 @@ WITH f AS (
 )
 DELETE FROM iiilog_nodes WHERE node_id = $1
 """
+# Sub-statements share one snapshot: "not a known node" sees the nodes as they
+# were before ``dead`` removed its rows, so both kinds of leftovers go at once.
+_GONE = (
+    "node_id IN (SELECT node_id FROM dead)"
+    " OR node_id NOT IN (SELECT node_id FROM iiilog_nodes)"
+)
+FORGET = f"""
+WITH dead AS (
+    DELETE FROM iiilog_nodes WHERE heartbeat_ms < {NOW_MS} - $1 RETURNING node_id
+), f AS (
+    DELETE FROM iiilog_functions WHERE {_GONE}
+), r AS (
+    DELETE FROM iiilog_routes WHERE {_GONE}
+), w AS (
+    DELETE FROM iiilog_worker_names WHERE {_GONE}
+)
+SELECT count(*) FROM dead
+"""
 NODES = (
     "SELECT node_id, worker_url, http_url, stream_url, started_ms, heartbeat_ms"
     f" FROM iiilog_nodes WHERE {_LIVE} ORDER BY started_ms, node_id"
@@ -140,6 +158,10 @@ class PostgresDirectory(PostgresReads):
 
     async def leave(self, node_id: str) -> None:
         await self._run(LEAVE, node_id)
+
+    async def forget(self, dead_for_ms: int) -> int:
+        rows = await self._fetch(FORGET, dead_for_ms)
+        return int(rows[0][0])
 
     async def nodes(self, ttl_ms: int) -> list[NodeInfo]:
         return [NodeInfo(*r) for r in await self._fetch(NODES, ttl_ms)]

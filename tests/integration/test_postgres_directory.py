@@ -61,6 +61,35 @@ async def test_nodes_live_by_heartbeat(stores: list[PostgresStore]) -> None:
     assert [n.node_id for n in await b.nodes(60_000)] == ["b"]
 
 
+async def test_nodes_dead_long_ago_are_forgotten(stores: list[PostgresStore]) -> None:
+    """Node ids are new at every start, so a killed node's rows would pile up:
+    ``forget`` removes nodes silent for longer than it is given, with their
+    functions, routes and worker names; a beating node keeps everything."""
+    a, b, _ = (s.directory() for s in stores)
+    for name, d in (("a", a), ("b", b)):
+        await d.join(node(name))
+        await d.set_functions(name, [RemoteFunction(name, "default", "f::x", {})], [])
+        await d.set_routes(
+            name, [RemoteRoute(name, f"t-{name}", "f::x", None, {"api_path": "x"})], []
+        )
+        claimed = await d.claim_worker_name(name, f"w-{name}", "default", name, 60_000)
+        assert claimed is None
+    assert await a.forget(60_000) == 0  # nobody silent that long
+
+    async def a_forgotten() -> bool:
+        await b.heartbeat("b")  # b beats; a (killed) does not
+        return await b.forget(200) == 1
+
+    assert await until(a_forgotten)
+    assert [n.node_id for n in await b.nodes(10**9)] == ["b"]
+    assert [f.node_id for f in await b.functions(10**9)] == ["b"]
+    assert [r.node_id for r in await b.routes(10**9)] == ["b"]
+    assert not await a.heartbeat("a")  # it would join again if it were alive
+    # Its worker name is free even to a claim that counts any node ever seen
+    # as live: the rows are gone, not just stale.
+    assert await b.claim_worker_name("b", "w-2", "default", "a", 10**9) is None
+
+
 async def test_functions_and_routes_of_live_nodes(stores: list[PostgresStore]) -> None:
     a, b, _ = (s.directory() for s in stores)
     await a.join(node("a"))
