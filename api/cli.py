@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="iiilog",
         description="A reactive backend engine that speaks the iii worker"
         " protocol and keeps every change in a durable, append-only log.",
-        epilog="`iiilog COMMAND --help` lists a command's options.",
+        epilog="Run iiilog COMMAND --help for a command's options.",
     )
     parser.add_argument(
         "--log-level",
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser(
         "replay",
-        help="rebuild and verify views from the log (`iiilog replay --help`)",
+        help="rebuild and verify views from the log (see iiilog replay --help)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -13,7 +13,7 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 class CorsConfig(BaseModel):
-    """Empty lists, or ``*`` among the origins, allow any (spec/modules.md §3.9)."""
+    """Empty lists, or ``*`` among the origins, allow any, as iii."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 

@@ -1,4 +1,4 @@
-"""The HTTP listener: routes registered by ``http`` triggers (spec/modules.md §3).
+"""The HTTP listener: routes registered by ``http`` triggers.
 
 This module is the edge: it reads requests, builds iii's request object, runs
 global middleware, the route's condition and middleware, then the handler, and

@@ -1,4 +1,4 @@
-"""RBAC worker listeners (spec/worker-protocol.md Appendix C).
+"""RBAC worker listeners, as iii documents them.
 
 An extra ``iii-worker-manager`` entry with an ``rbac`` block opens another
 worker port whose connections are authenticated once at upgrade by an auth

@@ -1,4 +1,4 @@
-"""The stream WebSocket server (spec/modules.md §2.3) with resume by offset.
+"""The stream WebSocket server (iii's stream protocol) with resume by offset.
 
 Clients join a (stream, group[, item]) on ``/`` with a ``join`` message, or by
 connecting to ``/stream/{stream}/{group}[/{item}]``. Each subscription is a pump

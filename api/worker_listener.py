@@ -27,9 +27,11 @@ from .worker_ws import LISTENER, Listener, WorkerConnection
 def _engine_socket(
     max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> web.WebSocketResponse:
-    """The worker and telemetry sockets' settings."""
+    """The worker and telemetry sockets' settings. A message of exactly
+    ``max_message_bytes`` is accepted, as iii accepts one of exactly its
+    64 MiB; aiohttp refuses a message as long as ``max_msg_size``, hence +1."""
     return web.WebSocketResponse(
-        max_msg_size=max_message_bytes,
+        max_msg_size=max_message_bytes + 1,
         heartbeat=20.0,
         timeout=CLOSE_TIMEOUT_S,
         compress=False,  # as iii: no permessage-deflate (it costs both ends CPU)

@@ -32,7 +32,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import pct, save_results
+from bench.common import help_text, pct, save_results
 from bench.state_set import load
 from bench.todo_job import cpu_seconds
 from eventlog import Mutation, Outcome
@@ -238,7 +238,7 @@ async def raw_appends(url: str, stores: int, seconds: float) -> dict[str, Any]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=help_text(__doc__), formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()

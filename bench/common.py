@@ -1,4 +1,4 @@
-"""What every bench script shares: percentiles and where results go."""
+"""What every bench script shares: percentiles, where results go, help text."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def help_text(doc: str | None) -> str:
+    """A module docstring as ``--help`` text: plain, without the double
+    backticks of reStructuredText."""
+    return (doc or "").replace("``", "")
 
 
 def pct(values: list[float], q: float) -> float:

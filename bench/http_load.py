@@ -33,7 +33,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline_server import python_server
-from bench.common import RESULTS, pct, save_results
+from bench.common import RESULTS, help_text, pct, save_results
 from bench.todo_job import stop, wait_http
 from scripts.engine_process import EngineProcess
 from scripts.todo_workers import start_todo_worker
@@ -172,7 +172,7 @@ def run_scenario(seconds: float, warmup: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=help_text(__doc__), formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("url", nargs="?")
     parser.add_argument("--method", default="GET")

@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import RESULTS
+from bench.common import RESULTS, help_text
 from bench.todo_job import iiilog_subscriber, run_job, stop, wait_http
 from scripts.engine_process import ROOT, EngineProcess
 from scripts.todo_workers import start_todo_worker
@@ -180,7 +180,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=help_text(__doc__), formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--subscribers", type=int, default=10)

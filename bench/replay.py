@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import save_results
+from bench.common import help_text, save_results
 from engine.ops import apply_ops, parse_ops
 from eventlog import LogWriter, Mutation, Outcome, SqliteStore
 from eventlog.sqlite.probes import scan_rate
@@ -109,7 +109,7 @@ def restart_time(root: Path, data_dir: Path, snapshots: bool) -> float:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=help_text(__doc__), formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--records", type=int, default=1_000_000)
     args = parser.parse_args()

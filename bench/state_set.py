@@ -32,7 +32,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline_server import python_server
-from bench.common import save_results
+from bench.common import help_text, save_results
 from eventlog.sqlite.probes import insert_rate
 from scripts.engine_process import EngineProcess
 
@@ -155,7 +155,7 @@ LEVELS = {1: (1, 1), 16: (4, 4), 64: (4, 16)}  # concurrency: (sockets, in fligh
 
 async def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=help_text(__doc__), formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=1.0)

@@ -38,7 +38,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.baseline_server import python_server
-from bench.common import pct, save_results
+from bench.common import help_text, pct, save_results
 from scripts.engine_process import EngineProcess
 from scripts.raw_worker import RawWorker
 
@@ -338,7 +338,7 @@ async def push_baseline(frame: str, n: int) -> dict[str, Any]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=help_text(__doc__), formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--catchup", type=int, default=100_000)

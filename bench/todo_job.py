@@ -47,7 +47,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import pct, save_results
+from bench.common import help_text, pct, save_results
 from scripts.engine_process import ROOT, EngineProcess
 from scripts.todo_workers import start_todo_worker
 
@@ -364,7 +364,7 @@ async def pocketbase_counters(base: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=help_text(__doc__), formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--creators", type=int, default=64)

@@ -1,4 +1,4 @@
-"""Channels (spec/worker-protocol.md §5.3): bounded FIFOs of text and binary
+"""Channels (iii's worker protocol): bounded FIFOs of text and binary
 items plus an end mark, decoupled from the sockets at either end.
 
 Either end may connect first, or never at the same time: items and the end mark

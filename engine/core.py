@@ -438,7 +438,7 @@ class Engine:
         self.notify("worker_connected", peer.id)
 
     async def disconnect(self, peer: Peer) -> None:
-        """Cleanup of spec/worker-protocol.md §1.7, ownership-checked."""
+        """iii's cleanup of a worker that disconnects, ownership-checked."""
         for table in (self.functions, *self.namespaced.values()):
             table.remove_owner(peer)
         for invocation_id in list(peer.inflight):

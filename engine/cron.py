@@ -1,4 +1,4 @@
-"""The ``cron`` trigger type (spec/modules.md §4).
+"""The ``cron`` trigger type, as iii documents it.
 
 Expressions are Quartz style, as iii's Rust ``cron`` crate reads them: 6 or 7
 fields (``sec min hour day-of-month month day-of-week [year]``), evaluated in

@@ -1,4 +1,4 @@
-"""HTTP-invoked functions (module ``iii-http-functions``, spec/modules.md §3.11).
+"""HTTP-invoked functions (module ``iii-http-functions``), as iii implements them.
 
 A worker registers a function with an ``invocation`` (url, method, timeout,
 headers, auth); from then on the *engine* calls that URL whenever the function
@@ -57,7 +57,9 @@ class InvalidInvocation(ValueError):
     """The invocation config or its URL is not acceptable."""
 
 
-def _private(host: str) -> bool:
+def _private(host: str) -> str | None:
+    """The first private, loopback, link-local, unspecified or reserved
+    address ``host`` is or resolves to; None when it has none."""
     try:
         infos = socket.getaddrinfo(host, None)
     except OSError as e:
@@ -71,8 +73,16 @@ def _private(host: str) -> bool:
             or address.is_unspecified
             or address.is_reserved
         ):
-            return True
-    return False
+            return str(address)
+    return None
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def check_url(url: str, config: HttpFunctionsConfig) -> None:
@@ -81,12 +91,16 @@ def check_url(url: str, config: HttpFunctionsConfig) -> None:
         raise InvalidInvocation(f"invalid url {url!r}")
     security = config.security
     if security.require_https and parts.scheme != "https":
-        raise InvalidInvocation(f"url {url!r} must use https")
+        raise InvalidInvocation(f"url {url!r} must use https (require_https)")
     host = parts.hostname
     if not any(fnmatch.fnmatch(host, pattern) for pattern in security.url_allowlist):
         raise InvalidInvocation(f"host {host!r} is not in url_allowlist")
-    if security.block_private_ips and _private(host):
-        raise InvalidInvocation(f"host {host!r} is a private address")
+    private = _private(host) if security.block_private_ips else None
+    if private is not None:
+        where = "is" if _is_literal(host) else f"resolves to {private},"
+        raise InvalidInvocation(
+            f"host {host!r} {where} a private address (block_private_ips)"
+        )
 
 
 def _auth_headers(auth: Any, timestamp: str, body: bytes) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""HTTP trigger routes and response shaping (spec/modules.md §3.2, §3.6, §3.10).
+"""HTTP trigger routes and response shaping, as iii's HTTP module does them.
 
 Pure: no I/O. ``RouteTable`` matches (method, path) to a binding; ``shape_response``
 turns a handler's result into (status, headers, body bytes); ``control_frame``

@@ -1,4 +1,4 @@
-"""Named queues for ``TriggerAction.Enqueue`` (spec/modules.md §5.1), on the log.
+"""Named queues for ``TriggerAction.Enqueue`` (iii's queue module), on the log.
 
 Every step of a message is a record (``queue.enqueue``, ``queue.retry``,
 ``queue.ack``, ``queue.dead``, ``queue.redrive``, ``queue.discard``), committed

@@ -1,4 +1,4 @@
-"""Trigger types provided by workers (spec/worker-protocol.md §6).
+"""Trigger types provided by workers (``registertriggertype``, as iii).
 
 A worker that sends ``registertriggertype`` becomes the provider of that type:
 the engine forwards each binding of the type to it (``registertrigger``, once

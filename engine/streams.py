@@ -1,5 +1,5 @@
 """The stream module: ``stream::*`` functions and the ``stream``,
-``stream:join`` and ``stream:leave`` trigger types (spec/modules.md §2).
+``stream:join`` and ``stream:leave`` trigger types, as iii documents them.
 
 Every set/update/delete/send is a log record; items live in the inline stream
 view. A stream named by a registered ``stream::<op>(<name>)`` function is

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="run_dev.py",
         description="Run the engine and the Python todo worker until Ctrl-C"
-        " (what `make run` does).",
+        " (what make run does).",
         epilog=ENVIRONMENT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from scripts.engine_process import EngineProcess  # noqa: E402
 
 VERSION = "0.25.0"
-# The files that talk to an engine (spec/modules.md §8.2).
+# The files of the SDK's suite that talk to an engine.
 ENGINE_FILES = [
     "test_state.py",
     "test_streams.py",
@@ -180,9 +180,15 @@ def run(files: list[str]) -> dict[str, dict[str, int]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        description=(__doc__ or "").replace("``", ""),  # plain text, not RST
+        formatter_class=argparse.RawTextHelpFormatter,
     )
-    parser.add_argument("--files", nargs="*", default=ENGINE_FILES)
+    parser.add_argument(
+        "--files",
+        nargs="*",
+        default=ENGINE_FILES,
+        help="the suite's files to run (default: those that talk to an engine)",
+    )
     parser.add_argument("--json", help="also write the tally here")
     args = parser.parse_args()
     tally = run(args.files)

@@ -1,4 +1,4 @@
-// The reactive todo app (spec/todo-app.md) as an iii worker, Node SDK.
+// The reactive todo app (README.md) as an iii worker, Node SDK.
 // Runs unchanged with iii-sdk 0.22.x and 0.11.x:
 //   npm install && III_URL=ws://127.0.0.1:49134 node worker.mjs
 import { randomUUID } from "node:crypto";

@@ -1,4 +1,4 @@
-"""The reactive todo app (spec/todo-app.md) as an iii worker, Python SDK.
+"""The reactive todo app (README.md) as an iii worker, Python SDK.
 
 Run it against a running engine:  python examples/todo/worker.py
 The engine URL comes from III_URL (default ws://127.0.0.1:49134). It also

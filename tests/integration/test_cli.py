@@ -161,6 +161,8 @@ def option_lines_without_help(text: str) -> list[str]:
     ids=["iiilog", "serve", "status", "replay", "replay-script"],
 )
 def test_help_is_plain_text_and_explains_every_flag(command: list[str]) -> None:
+    """Every --help (iiilog, its commands, scripts/replay.py) is plain text,
+    every flag has its help, and every .md file it names exists."""
     out = subprocess.run(
         [sys.executable, *command, "--help"],
         cwd=ROOT,
@@ -172,11 +174,38 @@ def test_help_is_plain_text_and_explains_every_flag(command: list[str]) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("\n  -") >= 1  # the probe below sees options
     assert option_lines_without_help(out.stdout) == []
-    if command[:2] == ["-m", "api"] and "replay" not in command:
-        # (replay's description is scripts/replay.py's docstring, for now)
-        assert "``" not in out.stdout  # reStructuredText markup
-        for name in re.findall(r"[\w./-]+\.md\b", out.stdout):
-            assert (ROOT / name).exists(), f"help names {name}, which does not exist"
+    # Plain text: no reStructuredText (``x``, :role:`x`) or Markdown (`x`).
+    assert "`" not in out.stdout
+    for name in re.findall(r"[\w./-]+\.md\b", out.stdout):
+        assert (ROOT / name).exists(), f"help names {name}, which does not exist"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "scripts/run_dev.py",
+        "scripts/sdk_suite.py",
+        *sorted(
+            str(path.relative_to(ROOT))
+            for path in (ROOT / "bench").glob("*.py")
+            if "argparse" in path.read_text()
+        ),
+    ],
+)
+def test_every_script_help_is_plain_text(script: str) -> None:
+    """The --help of every other script (make run's, the SDK suite's, the
+    benchmarks') is plain text too, though they print their docstring."""
+    out = subprocess.run(
+        [sys.executable, script, "--help"],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("usage: ")
+    assert "`" not in out.stdout
 
 
 def test_replay_usage_names_the_command() -> None:

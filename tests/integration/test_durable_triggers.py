@@ -75,7 +75,8 @@ class SlowRecorder(Recorder):
 def test_todo_metrics_catch_up_after_worker_kill_9(
     engine: EngineProcess, client: Any
 ) -> None:
-    """spec/todo-app.md step 4, with SIGKILL in the middle of 500 writes."""
+    """The todo metrics catch up after the worker is killed (SIGKILL) in the
+    middle of 500 writes."""
     env = {**os.environ, "III_URL": engine.worker_url, "OTEL_ENABLED": "false"}
 
     def start_worker() -> subprocess.Popen[bytes]:

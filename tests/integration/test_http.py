@@ -1,5 +1,5 @@
 """HTTP triggers end to end: a real SDK worker registers routes, a real HTTP
-client calls them (spec/modules.md §3)."""
+client calls them."""
 
 from __future__ import annotations
 

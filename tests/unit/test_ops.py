@@ -1,4 +1,4 @@
-"""Update ops (spec/modules.md §1.2-1.3): given a start value and ops, then a
+"""Update ops (iii's ``state::update`` ops): given a start value and ops, then a
 result and error codes. Pure, sync, no fixtures."""
 
 from __future__ import annotations
