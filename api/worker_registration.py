@@ -75,7 +75,7 @@ class RegisteringPeer:
                     " iii-http-functions module is not loaded",
                     clip(admitted.id),
                 )
-            elif http_functions.register(
+            elif await http_functions.register(
                 self.peer,
                 admitted.id,
                 admitted.invocation,

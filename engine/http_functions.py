@@ -8,6 +8,7 @@ module's security settings at registration and again on every call.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import fnmatch
 import hashlib
@@ -15,7 +16,6 @@ import hmac
 import ipaddress
 import logging
 import os
-import socket
 import time
 import uuid
 from typing import Any
@@ -57,11 +57,12 @@ class InvalidInvocation(ValueError):
     """The invocation config or its URL is not acceptable."""
 
 
-def _private(host: str) -> str | None:
+async def _private(host: str) -> str | None:
     """The first private, loopback, link-local, unspecified or reserved
-    address ``host`` is or resolves to; None when it has none."""
+    address ``host`` is or resolves to; None when it has none. Resolved by the
+    loop's resolver (a thread), so a slow DNS server holds up only this call."""
     try:
-        infos = socket.getaddrinfo(host, None)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
     except OSError as e:
         raise InvalidInvocation(f"cannot resolve {host}: {e}") from e
     for info in infos:
@@ -85,7 +86,7 @@ def _is_literal(host: str) -> bool:
     return True
 
 
-def check_url(url: str, config: HttpFunctionsConfig) -> None:
+async def check_url(url: str, config: HttpFunctionsConfig) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInvocation(f"invalid url {url!r}")
@@ -95,7 +96,7 @@ def check_url(url: str, config: HttpFunctionsConfig) -> None:
     host = parts.hostname
     if not any(fnmatch.fnmatch(host, pattern) for pattern in security.url_allowlist):
         raise InvalidInvocation(f"host {host!r} is not in url_allowlist")
-    private = _private(host) if security.block_private_ips else None
+    private = await _private(host) if security.block_private_ips else None
     if private is not None:
         where = "is" if _is_literal(host) else f"resolves to {private},"
         raise InvalidInvocation(
@@ -141,7 +142,7 @@ class HttpFunctions:
         if self._session is not None:
             await self._session.close()
 
-    def register(
+    async def register(
         self,
         peer: Peer,
         function_id: str,
@@ -157,7 +158,7 @@ class HttpFunctions:
             method = str(invocation.get("method") or "POST").upper()
             if method not in METHODS:
                 raise InvalidInvocation(f"unsupported method {method}")
-            check_url(url, self.config)
+            await check_url(url, self.config)
             _auth_headers(invocation.get("auth"), "0", b"")  # env vars present?
         except InvalidInvocation as e:
             log.error("HTTP-invoked function %s not registered: %s", function_id, e)
@@ -179,7 +180,7 @@ class HttpFunctions:
         self, function_id: str, spec: dict[str, Any], data: Any, ctx: CallContext
     ) -> Any:
         try:
-            check_url(spec["url"], self.config)
+            await check_url(spec["url"], self.config)
         except InvalidInvocation as e:
             raise EngineError("url_validation_failed", str(e)) from e
         if isinstance(data, dict) and ctx.caller is not None:
