@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -88,16 +89,23 @@ class NodeLinks:
         self._session: aiohttp.ClientSession | None = None
         self._links: dict[str, _Link] = {}
         self._connecting: dict[str, asyncio.Lock] = {}
+        # when a connection to a node last failed (monotonic): the calls that
+        # waited for that attempt fail with it instead of trying one by one
+        self._failed: dict[str, float] = {}
 
     async def _link(self, node: NodeInfo) -> _Link:
         link = self._links.get(node.node_id)
         if link is not None and link.open and link.node.worker_url == node.worker_url:
             return link
         lock = self._connecting.setdefault(node.node_id, asyncio.Lock())
+        asked = time.monotonic()
         async with lock:
             link = self._links.get(node.node_id)
             if link is not None and link.open:
                 return link
+            failed = self._failed.get(node.node_id, float("-inf"))
+            if failed >= asked:  # tried while this call waited: no second try
+                raise NodeUnreachable(f"{node.worker_url}: just failed")
             if self._session is None:
                 self._session = aiohttp.ClientSession(
                     timeout=aiohttp.ClientTimeout(
@@ -106,14 +114,23 @@ class NodeLinks:
                 )
             url = f"{node.worker_url.rstrip('/')}/?{NODE_PARAM}={self.node_id}"
             try:
-                ws = await self._session.ws_connect(
-                    url,
-                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
-                    max_msg_size=MAX_MESSAGE_BYTES,
-                    heartbeat=10.0,
-                    compress=0,
-                )
-            except (aiohttp.ClientError, OSError, TimeoutError) as e:
+                # The whole handshake, not only the TCP connect: a frozen node
+                # (stopped, swapping) accepts connections but never answers.
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    ws = await self._session.ws_connect(
+                        url,
+                        timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                        max_msg_size=MAX_MESSAGE_BYTES,
+                        heartbeat=10.0,
+                        compress=0,
+                    )
+            except TimeoutError as e:
+                self._failed[node.node_id] = time.monotonic()
+                raise NodeUnreachable(
+                    f"{node.worker_url}: no handshake within {CONNECT_TIMEOUT_S} s"
+                ) from e
+            except (aiohttp.ClientError, OSError) as e:
+                self._failed[node.node_id] = time.monotonic()
                 raise NodeUnreachable(f"{node.worker_url}: {e}") from e
             link = _Link(node, ws)
             link.reader = asyncio.get_running_loop().create_task(

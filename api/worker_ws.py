@@ -94,6 +94,14 @@ class Listener:
 LISTENER = web.AppKey("listener", Listener)
 
 
+def _node_link_may_send(event: Event) -> bool:
+    """What another engine node sends on its link (``api/node_link.py``):
+    plain calls, and the socket's own pings and drops."""
+    if isinstance(event, InvokeFunction):
+        return event.action is None
+    return isinstance(event, Ping | Pong | FrameDropped)
+
+
 class WorkerConnection(ObservingPeer, RegisteringPeer):
     """One worker socket; the engine's ``Peer``."""
 
@@ -267,6 +275,16 @@ class WorkerConnection(ObservingPeer, RegisteringPeer):
             await self.ws.close(code=CloseCode.GOING_AWAY)
 
     async def _dispatch(self, event: Event) -> None:
+        if self.node_link and not _node_link_may_send(event):
+            # Another node only calls functions: what it registered would
+            # outlive it (a node link's close is no worker's disconnect) and
+            # calls to it would wait on a socket that is gone.
+            log.warning(
+                "node link %s: %s dropped (a node link only calls functions)",
+                self.id,
+                type(event).__name__,
+            )
+            return
         try:
             await self._apply(event)
         except Exception:

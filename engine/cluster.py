@@ -20,7 +20,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("iiilog.cluster")
 
 Runner = Callable[[], Coroutine[Any, Any, Any]]
+Saver = Callable[[], Awaitable[None]]
+# A kept task that failed (a bug, a database error) starts again after this.
+RESTART_S = 1.0
 # Every this many heartbeats, nodes dead for this many TTLs are forgotten.
 FORGET_EVERY = 10
 FORGET_AFTER_TTLS = 10
@@ -97,6 +100,18 @@ class _Kept:
     task: asyncio.Task[Any] | None = None
 
 
+async def _again(kept: _Kept) -> None:
+    """Run a kept task; one that fails starts again (what a shared node's
+    lease renewal does): one bad delivery must not stop it for good."""
+    while True:
+        try:
+            await kept.run()
+            return
+        except Exception as e:
+            log.warning("%s failed (%r); again in %.0f s", kept.name, e, RESTART_S)
+        await asyncio.sleep(RESTART_S)
+
+
 class SoloCluster:
     """A node alone on its log: every lease is its own."""
 
@@ -111,14 +126,16 @@ class SoloCluster:
     def keep(self, name: str, run: Runner) -> None:
         kept = _Kept(name, run)
         self._kept[name] = kept
-        kept.task = self.engine.spawn(run(), name=f"lease:{name}")
+        kept.task = self.engine.spawn(_again(kept), name=f"lease:{name}")
 
-    async def drop(self, name: str) -> None:
+    async def drop(self, name: str, before_release: Saver | None = None) -> None:
         kept = self._kept.pop(name, None)
         if kept is not None and kept.task is not None:
             kept.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await kept.task
+        if kept is not None and before_release is not None:
+            await before_release()
 
     def holds(self, name: str) -> bool:
         return name in self._kept
@@ -386,10 +403,18 @@ class SharedCluster:
         self._kept[name] = _Kept(name, run)
         self._dirty_leases()
 
-    async def drop(self, name: str) -> None:
+    async def drop(self, name: str, before_release: Saver | None = None) -> None:
+        """Stop what lease ``name`` runs here; ``before_release()`` (saving
+        where it got to) runs while the lease is still this node's, so the
+        next holder starts from there."""
         kept = self._kept.pop(name, None)
         if kept is not None:
             await self._stop_kept(kept)
+            if before_release is not None and self.holds(name):
+                try:
+                    await before_release()
+                except Exception as e:  # the next holder redelivers from before
+                    log.warning("cluster: saving before releasing %s: %r", name, e)
             self._held.pop(name, None)
             with contextlib.suppress(EventLogError):
                 await self.directory.release(name, self.node_id)
@@ -435,8 +460,14 @@ class SharedCluster:
         except (EventLogError, TimeoutError) as e:
             log.warning("cluster: lease %s not renewed: %s", kept.name, e or "timeout")
             held = False  # cannot prove it is ours: stop, to be safe
-        if kept.name not in self._kept:
-            return  # dropped meanwhile
+        if self._kept.get(kept.name) is not kept:
+            # Dropped meanwhile (and maybe kept anew: that one renews itself).
+            # A lease taken after the drop released it would block the other
+            # nodes until it expires: give it back.
+            if held and kept.name not in self._kept:
+                with contextlib.suppress(EventLogError):
+                    await self.directory.release(kept.name, self.node_id)
+            return
         if not held:
             await self._lose(kept)
             return

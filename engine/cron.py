@@ -150,24 +150,35 @@ class CronModule:
                 await asyncio.sleep(remaining)
                 remaining = (scheduled - datetime.now(UTC)).total_seconds()
             last = scheduled
-            scheduled_ms = int(scheduled.timestamp() * 1000)
-            if not await self.engine.cluster.claim_fire(job, scheduled_ms):
-                continue  # another binding of the job fires this time
-            payload = {
-                "trigger": "cron",
-                "job_id": binding.id,
-                "scheduled_time": _rfc3339(scheduled),
-                "actual_time": _rfc3339(datetime.now(UTC)),
-            }
             try:
-                await self.engine.fire(
-                    binding.function_id,
-                    payload,
-                    condition=condition,
-                    metadata=binding.metadata,
-                    namespace=binding.namespace,
-                )
+                await self._fire(binding, job, scheduled, condition)
             except EngineError as e:
                 log.warning(
                     "cron %s -> %s failed: %s", binding.id, binding.function_id, e
                 )
+            except Exception:  # a bug must not end the job: the next time fires
+                log.exception("cron %s -> %s failed", binding.id, binding.function_id)
+
+    async def _fire(
+        self,
+        binding: TriggerBinding,
+        job: str,
+        scheduled: datetime,
+        condition: str | None,
+    ) -> None:
+        scheduled_ms = int(scheduled.timestamp() * 1000)
+        if not await self.engine.cluster.claim_fire(job, scheduled_ms):
+            return  # another binding of the job fires this time
+        payload = {
+            "trigger": "cron",
+            "job_id": binding.id,
+            "scheduled_time": _rfc3339(scheduled),
+            "actual_time": _rfc3339(datetime.now(UTC)),
+        }
+        await self.engine.fire(
+            binding.function_id,
+            payload,
+            condition=condition,
+            metadata=binding.metadata,
+            namespace=binding.namespace,
+        )

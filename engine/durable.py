@@ -25,7 +25,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from .subscription_rules import (
 )
 
 log = logging.getLogger("iiilog.durable")
+RETRY_S = 1.0  # a delivery whose park failed is tried again after this
 
 Match = Callable[[Record], bool]
 Payload = Callable[[Record], Any]
@@ -90,6 +91,24 @@ class DurableTriggers:
         self.config = config or TriggersConfig()
         self.subs: dict[str, Subscription] = {}
         self._flusher: asyncio.Task[Any] | None = None
+        # Attach and detach of one key run one at a time: both await (the
+        # saved cursor, the lease), and two bindings of a key arriving
+        # together must share one subscription and one lease.
+        self._changing: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._changing.get(key, (asyncio.Lock(), 0))
+        self._changing[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._changing[key]
+            if users == 1:
+                del self._changing[key]
+            else:
+                self._changing[key] = (lock, users - 1)
 
     def start(self) -> None:
         self._flusher = self.engine.spawn(self._flush_loop(), name="cursor-flusher")
@@ -109,6 +128,18 @@ class DurableTriggers:
             binding.function_id, binding.trigger_type, binding.config, scope
         )
         binding.state = key
+        async with self._one_at_a_time(key):
+            return await self._attach(binding, key, match, payload, condition, policy)
+
+    async def _attach(
+        self,
+        binding: TriggerBinding,
+        key: str,
+        match: Match,
+        payload: Payload,
+        condition: str | None,
+        policy: Policy | None,
+    ) -> str:
         sub = self.subs.get(key)
         if sub is None:
             limit = (
@@ -135,10 +166,10 @@ class DurableTriggers:
                 policy,
                 saved=saved if saved is not None else -1,
             )
-            self.subs[key] = sub
             if saved is None:
                 await self.engine.writer.keep(_cursor(sub))
                 sub.saved = sub.cursor
+            self.subs[key] = sub
             # One node at a time delivers a subscription (alone: this one).
             self.engine.cluster.keep(
                 lease_name(key), functools.partial(self._lead, sub)
@@ -148,17 +179,23 @@ class DurableTriggers:
 
     async def detach(self, binding: TriggerBinding) -> None:
         key = binding.state
-        sub = self.subs.get(key) if isinstance(key, str) else None
-        if sub is None:
+        if not isinstance(key, str):
             return
-        sub.bindings.pop(binding.id, None)
-        if sub.bindings:
-            return
-        del self.subs[sub.key]
-        leading = self.engine.cluster.holds(lease_name(sub.key))
-        await self.engine.cluster.drop(lease_name(sub.key))
-        if leading:  # stopped now: its cursor covers what its handlers answered
-            await self._write_cursors([sub])
+        async with self._one_at_a_time(key):  # after an attach still under way
+            sub = self.subs.get(key)
+            if sub is None:
+                return
+            sub.bindings.pop(binding.id, None)
+            if sub.bindings:
+                return
+            del self.subs[sub.key]
+
+            async def save() -> None:
+                # Stopped now: its cursor covers what its handlers answered.
+                # Saved before the lease goes, so the next holder starts there.
+                await self._write_cursors([sub])
+
+            await self.engine.cluster.drop(lease_name(sub.key), before_release=save)
 
     # -- delivery ----------------------------------------------------------------------
 
@@ -207,17 +244,22 @@ class DurableTriggers:
                 if before is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.shield(before)  # same key: keep the order
-                await self._deliver(sub, record)
-            except Exception:
-                # A bug, not a handler failure (those are retried and parked).
-                # Like the one-at-a-time loop, the subscription stops short of
-                # this record: it stays below the watermark, visible as lag.
-                log.exception(
-                    "trigger %s: delivery of offset %d failed",
-                    sub.function_id,
-                    record.offset,
-                )
-                return
+                while True:
+                    try:
+                        await self._deliver(sub, record)
+                        break
+                    except Exception as e:
+                        # Not a handler failure (those are retried and parked):
+                        # the park itself failed (the database is away, say).
+                        # The record stays below the watermark and is tried
+                        # again, never left behind for good.
+                        log.warning(
+                            "trigger %s: delivery of offset %d failed (%r); again",
+                            sub.function_id,
+                            record.offset,
+                            e,
+                        )
+                        await asyncio.sleep(RETRY_S)
             finally:
                 slots.release()
             running.pop(record.offset, None)  # answered or parked: covered now
@@ -259,7 +301,6 @@ class DurableTriggers:
         policy = sub.policy or Policy(
             config.max_attempts, config.backoff_ms, config.backoff_max_ms, 1
         )
-        payload = sub.payload(record)
         trace_id = delivery_trace(sub.key, record.offset)
         error = ""
         attempt = 0
@@ -268,7 +309,7 @@ class DurableTriggers:
             self.engine.deliveries[trace_id] = 0
             try:
                 async with asyncio.timeout(config.delivery_timeout_ms / 1000):
-                    await self._fire(sub, payload, trace_id)
+                    await self._fire(sub, sub.payload(record), trace_id)
                 sub.delivered += 1
                 return True
             except EngineError as e:
@@ -280,6 +321,9 @@ class DurableTriggers:
                 error = f"{e.code}: {e.message}"
             except TimeoutError:
                 error = f"timeout: no answer within {config.delivery_timeout_ms} ms"
+            except Exception as e:  # a bug: a failed attempt, not the end of it all
+                log.exception("trigger %s: delivery failed", sub.function_id)
+                error = f"internal_error: {e!r}"
             finally:
                 self.engine.deliveries.pop(trace_id, None)
             sub.failures += 1

@@ -208,7 +208,14 @@ class QueueModule:
     async def _follow(self) -> None:
         tail = self.engine.tail
         while True:
-            records = await tail.read_after(self.position, 1000)
+            try:
+                records = await tail.read_after(self.position, 1000)
+            except Exception as e:
+                # The database is away: every enqueue waits for this fold, so
+                # it must not stop for good; try again.
+                log.warning("queues: reading the log failed (%r); again", e)
+                await asyncio.sleep(1.0)
+                continue
             if not records:
                 await tail.wait_beyond(self.position)
                 continue
@@ -329,42 +336,59 @@ class QueueModule:
             error = f"{e.code}: {e.message}"
         except TimeoutError:
             error = f"timeout: no answer within {config.delivery_timeout_ms} ms"
+        except Exception as e:  # a bug: a failed attempt, retried like the others
+            log.exception("queue %s: message %s failed", queue, message.id)
+            error = f"internal_error: {e!r}"
         finally:
             self.engine.deliveries.pop(trace_id, None)
         try:
-            if error is None:
-                await self._record("queue.ack", queue, message.id, {})
-                return
-            attempts = message.attempts + 1
+            await self._outcome(config, message, error)
+        except Exception as e:
+            # Not recorded (the database is away): the message is still
+            # pending and runs again, after a pause rather than at once.
             log.warning(
-                "queue %s: message %s attempt %d failed: %s",
-                queue,
-                message.id,
-                attempts,
-                error,
+                "queue %s: message %s: outcome not recorded: %r", queue, message.id, e
             )
-            if attempts >= config.max_retries:
-                await self._record(
-                    "queue.dead",
-                    queue,
-                    message.id,
-                    {"attempts": attempts, "error": error},
-                )
-            else:
-                delay = config.backoff_ms * 2 ** (attempts - 1)
-                await self._record(
-                    "queue.retry",
-                    queue,
-                    message.id,
-                    {
-                        "attempts": attempts,
-                        "error": error,
-                        "next_at": int(time.time() * 1000) + delay,
-                    },
-                )
+            await asyncio.sleep(config.backoff_ms / 1000)
         finally:
             self.inflight[queue].discard(message.id)
             self._wake[queue].set()
+
+    async def _outcome(
+        self, config: QueueConfig, message: Message, error: str | None
+    ) -> None:
+        """Record the attempt: ack, retry later, or dead-letter."""
+        queue = message.queue
+        if error is None:
+            await self._record("queue.ack", queue, message.id, {})
+            return
+        attempts = message.attempts + 1
+        log.warning(
+            "queue %s: message %s attempt %d failed: %s",
+            queue,
+            message.id,
+            attempts,
+            error,
+        )
+        if attempts >= config.max_retries:
+            await self._record(
+                "queue.dead",
+                queue,
+                message.id,
+                {"attempts": attempts, "error": error},
+            )
+        else:
+            delay = config.backoff_ms * 2 ** (attempts - 1)
+            await self._record(
+                "queue.retry",
+                queue,
+                message.id,
+                {
+                    "attempts": attempts,
+                    "error": error,
+                    "next_at": int(time.time() * 1000) + delay,
+                },
+            )
 
     # -- functions ---------------------------------------------------------------------
 

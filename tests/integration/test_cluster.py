@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from iii import TriggerAction
+import pytest
+from iii import InvocationError, TriggerAction
 from websockets.sync.client import connect
 
 from eventlog import Record
@@ -377,3 +380,38 @@ def test_a_route_bound_again_with_another_path_moves_on_every_node(
             ws.send(_bind("v2"))
             wait_until(lambda: served("v2") == 200, 20, 0.1, "v2 served by B")
             assert served("v1") == 404
+
+
+def test_a_call_to_a_frozen_node_ends_promptly(tmp_path: Path) -> None:
+    """Node A is stopped (SIGSTOP: its kernel still accepts connections, it
+    never answers) just after its worker registered a function; a call of
+    that function through node B, which has no link to A yet, ends within the
+    connect timeout with ``function_not_found`` instead of waiting for the
+    WebSocket handshake for ever."""
+    with cluster(tmp_path) as c:
+        a, b = c.node(), c.node()
+        live_nodes(c, 2)
+        with (
+            sdk_worker(a.worker_url, "frozen") as on_a,
+            sdk_worker(b.worker_url, "caller") as on_b,
+        ):
+            on_a.register_function("frozen::fn", lambda data: {"ok": True})
+            wait_until(
+                lambda: any(
+                    "frozen::fn" in n["functions"]
+                    for n in c.status()["cluster"]["nodes"]
+                ),
+                15,
+                0.1,
+                "frozen::fn in the directory",
+            )
+            assert a.proc is not None
+            os.kill(a.proc.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                with pytest.raises(InvocationError) as err:
+                    call(on_b, "frozen::fn", {}, timeout_ms=20_000)
+                assert err.value.code == "function_not_found", err.value
+                assert time.monotonic() - started < 8
+            finally:
+                os.kill(a.proc.pid, signal.SIGCONT)

@@ -293,3 +293,23 @@ async def test_result_too_deep_to_encode_still_gets_an_answer(
         assert reply["error"]["code"] == "serialization_error"
         await server.alive()
     await worker.alive()
+
+
+async def test_a_node_link_only_calls_functions(
+    engine: EngineProcess, session: aiohttp.ClientSession, worker: RawWorker
+) -> None:
+    """A connection that says it is another engine node (``?iiilog_node=``)
+    may call functions, nothing else: a function it registers is not
+    registered (a node link's close is no worker's disconnect, so it would
+    stay behind, its calls waiting on a socket that is gone); its calls and
+    pings still work."""
+    url = f"{engine.worker_url.rstrip('/')}/?iiilog_node=node-{uuid.uuid4().hex[:6]}"
+    async with session.ws_connect(url) as ws:
+        link = RawWorker(ws)
+        await link.recv_type("workerregistered")
+        await link.send({"type": "registerfunction", "id": "wire::ghost"})
+        await link.alive()
+        reply = await link.call("state::list_groups", {})
+        assert "result" in reply, reply
+    reply = await worker.call("wire::ghost", {})
+    assert reply["error"]["code"] == "function_not_found", reply
