@@ -20,7 +20,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,16 +30,23 @@ from eventlog import EventLogError
 from eventlog.directory import Directory, NodeInfo, RemoteFunction, RemoteRoute
 
 from .errors import EngineError, FunctionNotFound
+from .solo import Kept, Runner, Saver, SoloCluster, role
+
+__all__ = [
+    "Cluster",
+    "ClusterConfig",
+    "ForwardedCall",
+    "NodeUnreachable",
+    "SharedCluster",
+    "SoloCluster",
+    "role",
+]
 
 if TYPE_CHECKING:
     from .core import CallContext, Engine
 
 log = logging.getLogger("iiilog.cluster")
 
-Runner = Callable[[], Coroutine[Any, Any, Any]]
-Saver = Callable[[], Awaitable[None]]
-# A kept task that failed (a bug, a database error) starts again after this.
-RESTART_S = 1.0
 # Every this many heartbeats, nodes dead for this many TTLs are forgotten.
 FORGET_EVERY = 10
 FORGET_AFTER_TTLS = 10
@@ -83,98 +90,8 @@ class NodeTransport(Protocol):
     async def close(self) -> None: ...
 
 
-async def role() -> None:
-    """What a lease that guards a role rather than a task runs while held (the
-    snapshot writer, retention): nothing, until the lease is lost."""
-    await asyncio.Event().wait()
-
-
 class NodeUnreachable(Exception):
     """The other node did not take the call (nothing was run there)."""
-
-
-@dataclass(eq=False)
-class _Kept:
-    name: str
-    run: Runner
-    task: asyncio.Task[Any] | None = None
-
-
-async def _again(kept: _Kept) -> None:
-    """Run a kept task; one that fails starts again (what a shared node's
-    lease renewal does): one bad delivery must not stop it for good."""
-    while True:
-        try:
-            await kept.run()
-            return
-        except Exception as e:
-            log.warning("%s failed (%r); again in %.0f s", kept.name, e, RESTART_S)
-        await asyncio.sleep(RESTART_S)
-
-
-class SoloCluster:
-    """A node alone on its log: every lease is its own."""
-
-    shared = False
-
-    def __init__(self, engine: Engine, node_id: str = "solo") -> None:
-        self.engine = engine
-        self.node_id = node_id
-        self._kept: dict[str, _Kept] = {}
-        self._fires: set[tuple[str, int]] = set()
-
-    def keep(self, name: str, run: Runner) -> None:
-        kept = _Kept(name, run)
-        self._kept[name] = kept
-        kept.task = self.engine.spawn(_again(kept), name=f"lease:{name}")
-
-    async def drop(self, name: str, before_release: Saver | None = None) -> None:
-        kept = self._kept.pop(name, None)
-        if kept is not None and kept.task is not None:
-            kept.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await kept.task
-        if kept is not None and before_release is not None:
-            await before_release()
-
-    def holds(self, name: str) -> bool:
-        return name in self._kept
-
-    async def claim_fire(self, job: str, scheduled_ms: int) -> bool:
-        """Replicas of one cron trigger fire once per scheduled time."""
-        if (job, scheduled_ms) in self._fires:
-            return False
-        self._fires.add((job, scheduled_ms))
-        if len(self._fires) > 10_000:
-            self._fires = {f for f in self._fires if f[1] >= scheduled_ms - 86_400_000}
-        return True
-
-    async def claim_worker_name(
-        self, worker_id: str, namespace: str, name: str, *, force: bool
-    ) -> str | None:
-        return None  # one node: the engine's own check is the whole truth
-
-    async def release_worker_name(self, worker_id: str) -> None:
-        return None
-
-    async def invoke_remote(self, function_id: str, data: Any, ctx: CallContext) -> Any:
-        raise FunctionNotFound(function_id, namespace=ctx.namespace or "default")
-
-    def route_changed(self, added: list[RemoteRoute], removed: list[str]) -> None:
-        return None
-
-    def on_routes(self, listener: Callable[[list[RemoteRoute]], None]) -> None:
-        return None
-
-    async def start(self, node: NodeInfo) -> None:
-        return None
-
-    async def stop(self) -> None:
-        for name in list(self._kept):
-            await self.drop(name)
-
-    async def describe(self) -> dict[str, Any]:
-        return {"node_id": self.node_id, "shared": False, "nodes": []}
 
 
 @dataclass
@@ -208,7 +125,7 @@ class SharedCluster:
         self._routes_out: dict[str, RemoteRoute] = {}  # this node's http bindings
         self._routes_sent: dict[str, RemoteRoute] = {}
         self._route_listeners: list[Callable[[list[RemoteRoute]], None]] = []
-        self._kept: dict[str, _Kept] = {}
+        self._kept: dict[str, Kept] = {}
         # leases this node holds -> until when (monotonic), counted from before
         # the renewal was sent, so never later than the database's own expiry
         self._held: dict[str, float] = {}
@@ -400,7 +317,7 @@ class SharedCluster:
     # -- leases --------------------------------------------------------------------
 
     def keep(self, name: str, run: Runner) -> None:
-        self._kept[name] = _Kept(name, run)
+        self._kept[name] = Kept(name, run)
         self._dirty_leases()
 
     async def drop(self, name: str, before_release: Saver | None = None) -> None:
@@ -443,7 +360,7 @@ class SharedCluster:
                 await asyncio.wait_for(self._lease_wake.wait(), interval)
             self._lease_wake.clear()
 
-    async def _renew(self, kept: _Kept, interval: float) -> None:
+    async def _renew(self, kept: Kept, interval: float) -> None:
         """Take or renew one lease; start or stop its task to match."""
         ttl = self.config.lease_ttl_ms
         sent = time.monotonic()
@@ -481,14 +398,14 @@ class SharedCluster:
             log.info("cluster: this node now runs %s", kept.name)
             kept.task = self.engine.spawn(kept.run(), name=f"lease:{kept.name}")
 
-    async def _lose(self, kept: _Kept) -> None:
+    async def _lose(self, kept: Kept) -> None:
         running = kept.task is not None and not kept.task.done()
         if running:
             log.info("cluster: lease %s lost; stopping it here", kept.name)
             await self._stop_kept(kept)
         self._held.pop(kept.name, None)
 
-    async def _stop_kept(self, kept: _Kept) -> None:
+    async def _stop_kept(self, kept: Kept) -> None:
         task, kept.task = kept.task, None
         if task is not None and not task.done():
             task.cancel()

@@ -7,6 +7,7 @@ Tests touch the engine's database only through ``tests/storage.py``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -91,6 +92,18 @@ def never_within(
         if seen:
             raise AssertionError(f"{message} happened within {window}s: {seen!r}")
         time.sleep(interval)
+
+
+async def never_within_async(
+    probe: Any, window: float, interval: float = 0.02, message: str = "it"
+) -> None:
+    """``never_within`` for async tests: polls without blocking the loop."""
+    deadline = time.monotonic() + window
+    while time.monotonic() < deadline:
+        seen = probe()
+        if seen:
+            raise AssertionError(f"{message} happened within {window}s: {seen!r}")
+        await asyncio.sleep(interval)
 
 
 def call(client: Any, function_id: str, payload: Any, timeout_ms: int = 10_000) -> Any:

@@ -102,6 +102,20 @@ def sqlite_refuse_scope(data_dir: Path, scope: str | None) -> None:
         db.close()
 
 
+def sqlite_refuse_parked(data_dir: Path, refuse: bool) -> None:
+    """From now on the database refuses (or accepts again) parked records."""
+    db = sqlite3.connect(data_dir / LOG_FILE, isolation_level=None)
+    try:
+        db.execute("DROP TRIGGER IF EXISTS refuse_parked")
+        if refuse:
+            db.execute(
+                "CREATE TRIGGER refuse_parked BEFORE INSERT ON parked"
+                " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+    finally:
+        db.close()
+
+
 # -- PostgreSQL ----------------------------------------------------------------------
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

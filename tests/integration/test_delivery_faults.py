@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,9 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from eventlog.sqlite import LOG_FILE
-from tests.harness import EngineProcess, engine_with
-from tests.storage import pg_schema
+from tests.harness import EngineProcess, engine_with, never_within_async
+from tests.storage import pg_schema, sqlite_refuse_parked
 from tests.wsclients import RawWorker
 
 
@@ -139,15 +137,19 @@ async def test_bindings_of_one_subscription_registered_together_share_it(
     await until(lambda: _async("one" in handler.seen["race::seen"]))
     await worker.call("state::set", {"scope": scope, "key": "k", "value": "two"})
     await until(lambda: _async("two" in handler.seen["race::seen"]))
-    await asyncio.sleep(0.5)  # room for a second delivery loop to show itself
-    assert handler.seen["race::seen"] == ["one", "two"]
+    # Room for a second delivery loop to show itself.
+    await never_within_async(
+        lambda: handler.seen["race::seen"][2:], 0.5, message="a second delivery"
+    )
 
     for tid in ids:
         reply = await worker.call("engine::unregister_trigger", {"id": tid})
         assert reply["result"] == {"removed": True}
     await worker.call("state::set", {"scope": scope, "key": "k", "value": "three"})
-    await asyncio.sleep(1.0)  # the positive control above took well under this
-    assert handler.seen["race::seen"] == ["one", "two"]
+    # The positive control above took well under this window.
+    await never_within_async(
+        lambda: handler.seen["race::seen"][2:], 1.0, message="a delivery after removal"
+    )
 
 
 async def test_a_park_the_database_refused_is_tried_again(
@@ -170,23 +172,18 @@ async def test_a_park_the_database_refused_is_tried_again(
             {"trigger_type": "state", "function_id": function_id, "config": config},
         )
         assert "result" in reply, reply
-    db = sqlite3.connect(proc.data_dir / LOG_FILE, isolation_level=None)
+    sqlite_refuse_parked(proc.data_dir, refuse=True)
     try:
-        db.execute(
-            "CREATE TRIGGER refuse_parked BEFORE INSERT ON parked"
-            " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-        )
         await worker.call("state::set", {"scope": scope, "key": "p", "value": "poison"})
-        # Both handlers failed it twice (max_attempts): the park was refused.
+        # Both handlers failed it twice (max_attempts), the park was refused,
+        # and the record came back: a third try each.
         await until(
             lambda: _async(
-                all(handler.seen[f].count("poison") >= 2 for f in handler.seen)
+                all(handler.seen[f].count("poison") >= 3 for f in handler.seen)
             )
         )
-        await asyncio.sleep(0.3)
-        db.execute("DROP TRIGGER refuse_parked")
     finally:
-        db.close()
+        sqlite_refuse_parked(proc.data_dir, refuse=False)
     await worker.call("state::set", {"scope": scope, "key": "q", "value": "after"})
 
     async def settled() -> bool:
