@@ -190,8 +190,14 @@ class Console:
         projections = []
         for name in sorted(self.projections.running):
             position = self.projections.running[name].position
+            start = self.projections.started(name)
             projections.append(
-                {"name": name, "position": position, "lag": head - position}
+                {
+                    "name": name,
+                    "position": position,
+                    "lag": head - position,
+                    "start": start.view() if start is not None else None,
+                }
             )
         return _json(
             200,

@@ -54,7 +54,15 @@ def install_admin(
         out = []
         for name in sorted(projections.running):
             position, _ = projections.get(name) or (0, None)
-            out.append({"name": name, "position": position, "lag": head - position})
+            start = projections.started(name)
+            out.append(
+                {
+                    "name": name,
+                    "position": position,
+                    "lag": head - position,
+                    "start": start.view() if start is not None else None,
+                }
+            )
         return {"projections": out}
 
     async def get_projection(data: Any, ctx: CallContext) -> Any:

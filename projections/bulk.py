@@ -34,8 +34,10 @@ def gc_paused() -> Iterator[None]:
 
 def fold_history(
     scanner: LogScanner, projection: Projection, state: Any, after: int, until: int
-) -> Any:
-    """``projection`` folded over ``after < offset <= until``, from ``state``."""
+) -> tuple[Any, int]:
+    """``projection`` folded over ``after < offset <= until``, from ``state``,
+    and how many records that read (the compacted ones, when compactable)."""
+    read = 0
     with gc_paused():
         chunks: Iterable[list[Record]] = (
             [scanner.compacted(after, until)]
@@ -44,7 +46,8 @@ def fold_history(
         )
         accepts, apply = projection.accepts, projection.apply
         for records in chunks:
+            read += len(records)
             for record in records:
                 if accepts(record):
                     state = apply(state, record)
-        return state
+        return state, read

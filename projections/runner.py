@@ -6,7 +6,9 @@ follows the tail. Its state and position are saved together through the writer
 ``snapshot_interval_s`` seconds (scheduled with APScheduler) and on shutdown, so
 a restart folds only what came after the last snapshot. With snapshots off,
 every start folds the whole history. A projection never seen before starts from
-offset 0: it builds itself from all of history.
+offset 0: it builds itself from all of history. What each start did (the
+snapshot it began from, the head it reached, the records it read to get there)
+is kept for ``iiilog::projections::list`` and the console.
 """
 
 from __future__ import annotations
@@ -49,6 +51,21 @@ class SnapshotConfig(BaseModel):
     interval_s: float = Field(5.0, gt=0, alias="snapshot_interval_s")
 
 
+@dataclass(frozen=True, slots=True)
+class StartReport:
+    """How a projection caught up at start: from the snapshot at offset
+    ``snapshot`` (None: no snapshot, from 0) to ``head``, reading ``folded``
+    records of the log (all of them after the snapshot; a long stretch of a
+    compactable projection reads its compacted form, fewer)."""
+
+    snapshot: int | None
+    head: int
+    folded: int
+
+    def view(self) -> dict[str, Any]:
+        return {"snapshot": self.snapshot, "head": self.head, "folded": self.folded}
+
+
 @dataclass(eq=False)
 class _Running:
     projection: Projection
@@ -57,6 +74,9 @@ class _Running:
     saved: int
     changed: asyncio.Event
     task: asyncio.Task[Any] | None = None
+    snapshot: int | None = None  # the offset of the snapshot it started from
+    folded_at_start: int = 0  # records read at start to reach the head
+    start: StartReport | None = None
 
 
 class ProjectionRunner:
@@ -91,9 +111,9 @@ class ProjectionRunner:
                 state, position = projection.initial(), 0
             else:
                 state, position = saved.state, saved.position
-            runs.append(
-                _Running(projection, state, position, position, asyncio.Event())
-            )
+            run = _Running(projection, state, position, position, asyncio.Event())
+            run.snapshot = None if saved is None else saved.position
+            runs.append(run)
         # Restart cost: fold what the snapshots lack. A long stretch is folded
         # on threads, every projection at once (nothing else reads the states
         # before start returns), then the rest from the tail.
@@ -101,6 +121,16 @@ class ProjectionRunner:
         await asyncio.gather(*(self._bulk(run, head) for run in runs))
         for run in runs:
             await self._catch_up(run)
+            run.start = StartReport(run.snapshot, run.position, run.folded_at_start)
+            log.info(
+                "projection %s: from %s, folded %d records to offset %d",
+                run.projection.name,
+                "offset 0 (no snapshot)"
+                if run.snapshot is None
+                else f"the snapshot at offset {run.snapshot}",
+                run.folded_at_start,
+                run.position,
+            )
             self.running[run.projection.name] = run
             run.task = asyncio.get_running_loop().create_task(
                 self._follow(run), name=f"projection:{run.projection.name}"
@@ -134,7 +164,7 @@ class ProjectionRunner:
     async def _bulk(self, run: _Running, head: int) -> None:
         if head - run.position < BULK_FROM:
             return
-        run.state = await asyncio.to_thread(
+        run.state, read = await asyncio.to_thread(
             fold_history,
             self.store.scanner(),
             run.projection,
@@ -143,12 +173,14 @@ class ProjectionRunner:
             head,
         )
         run.position = head
+        run.folded_at_start += read
 
     async def _catch_up(self, run: _Running) -> None:
         while True:
             records = await self.tail.read_after(run.position, 5000)
             if not records:
                 return
+            run.folded_at_start += len(records)
             self._fold(run, records)
 
     def _fold(self, run: _Running, records: list[Record]) -> None:
@@ -204,6 +236,11 @@ class ProjectionRunner:
         if run is None:
             return None
         return run.position, copy.deepcopy(run.state)
+
+    def started(self, name: str) -> StartReport | None:
+        """How projection ``name`` caught up when the engine started."""
+        run = self.running.get(name)
+        return run.start if run is not None else None
 
 
 def _report(task: asyncio.Task[Any]) -> None:

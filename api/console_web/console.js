@@ -80,6 +80,8 @@ function renderOverview(o) {
 
   fill($("#projections tbody"), o.projections.map((p) => h("tr", { "data-projection": p.name },
     cell("name", p.name), cell("position", p.position), cell("lag", p.lag),
+    cell("start", p.start ? `${p.start.snapshot === null ? "no snapshot" : `snapshot at ${p.start.snapshot}`}, `
+      + `folded ${p.start.folded} records to ${p.start.head}` : ""),
   )), "No projection.");
 
   const subs = o.stream_clients.flatMap((c) => (c.subscriptions.length ? c.subscriptions : [null]).map((s) => [c, s]));

@@ -65,6 +65,7 @@ def test_console_and_metrics_follow_the_job(browser: Any, stack: TodoStack) -> N
     for name in ("todos", "todo-metrics"):
         row = console.locator(f'#projections tr[data-projection="{name}"]')
         expect(row.locator('[data-col="lag"]')).to_have_text("0", timeout=TIMEOUT_MS)
+        expect(row.locator('[data-col="start"]')).to_contain_text(" records to ")
     expect(console.locator("#streams tbody")).to_contain_text("todos-live / all")
     expect(console.locator("#head")).to_have_text(re.compile(r"^\d+$"))
 

@@ -116,7 +116,16 @@ def test_new_projection_builds_from_history(fresh_engine: EngineProcess) -> None
         assert projection(c, "todo-metrics")["state"] == expected
 
 
+def starts(client: Any) -> dict[str, Any]:
+    """What each projection did at the engine's start (``start`` of
+    ``iiilog::projections::list``)."""
+    listed = call(client, "iiilog::projections::list", {})["projections"]
+    return {p["name"]: p["start"] for p in listed}
+
+
 def test_snapshots_equal_a_full_refold(tmp_path: Path) -> None:
+    """A restart from a periodic snapshot folds exactly the records after it
+    and ends where a full refold does."""
     proc = engine_with(
         tmp_path,
         "  - name: iiilog-projections\n    config: {snapshot_interval_s: 0.2}\n",
@@ -130,8 +139,15 @@ def test_snapshots_equal_a_full_refold(tmp_path: Path) -> None:
             todo_history(c, 200, seed=3)
             wait_until(lambda: snapshot_position() > 0, message="a snapshot")
         proc.kill()  # no shutdown snapshot: restart starts from the periodic one
+        saved = snapshot_position()  # whichever periodic one committed last
+        head = log_offsets(proc.data_dir)[-1]
         proc.start()
         with sdk_worker(proc.worker_url, "snap2") as c:
+            assert starts(c)["todo-metrics"] == {
+                "snapshot": saved,
+                "head": head,
+                "folded": head - saved,
+            }
             todo_history(c, 100, seed=4)
             wait_until(lambda: caught_up(c, "todo-metrics"))
             live = projection(c, "todo-metrics")["state"]
@@ -141,6 +157,64 @@ def test_snapshots_equal_a_full_refold(tmp_path: Path) -> None:
         assert full["todo-metrics"]["state"] == live
         from_snapshot = replay(proc.data_dir, "--verify", "--from-snapshot")
         assert from_snapshot.returncode == 0, from_snapshot.stdout
+    finally:
+        if proc.alive():
+            proc.stop()
+
+
+def test_a_restart_folds_only_what_came_after_the_snapshot(tmp_path: Path) -> None:
+    """README: "a restart folds only what came after the last snapshot".
+
+    Snapshots are saved here only on a clean stop (the periodic one is an
+    hour away), so the snapshot offset S is known: a clean stop saves at the
+    head. 150 more changes, then ``kill -9`` (no snapshot of them). The next
+    start must report that it began at S and read exactly the records in
+    (S, head]: a start that ignored the snapshot and refolded the whole log
+    would report ``snapshot: null`` and ``folded == head``, one that lost
+    records would fold fewer or end in another state."""
+    proc = engine_with(
+        tmp_path,
+        "  - name: iii-http\n    config: {port: 0, host: 127.0.0.1}\n"
+        "  - name: iiilog-projections\n    config: {snapshot_interval_s: 3600}\n",
+    )
+    names = ("todos", "todo-metrics")
+    try:
+        with sdk_worker(proc.worker_url, "first") as c:
+            # A new data dir: nothing saved, nothing to fold.
+            nothing = {"snapshot": None, "head": 0, "folded": 0}
+            assert starts(c) == {n: nothing for n in names}
+            todo_history(c, 200, seed=6)
+            wait_until(lambda: all(caught_up(c, n) for n in names))
+        proc.stop()  # saves every projection at the head
+        saved = log_offsets(proc.data_dir)[-1]
+        assert snapshot_positions(proc.data_dir) == {n: saved for n in names}
+
+        proc.start()
+        with sdk_worker(proc.worker_url, "second") as c:
+            from_snapshot = {"snapshot": saved, "head": saved, "folded": 0}
+            assert starts(c) == {n: from_snapshot for n in names}
+            todo_history(c, 150, seed=7)
+            wait_until(lambda: all(caught_up(c, n) for n in names))
+            followed = {n: projection(c, n) for n in names}
+            assert followed["todo-metrics"]["state"] == expected_metrics(c)
+        proc.kill()
+        assert snapshot_positions(proc.data_dir) == {n: saved for n in names}
+        head = log_offsets(proc.data_dir)[-1]
+        after = records(proc.data_dir, after=saved)
+        assert len(after) == head - saved >= 150  # gapless: the records after S
+
+        proc.start()
+        with sdk_worker(proc.worker_url, "third") as c:
+            only_after = {"snapshot": saved, "head": head, "folded": len(after)}
+            assert starts(c) == {n: only_after for n in names}
+            assert len(after) < head  # not a full refold
+            for name in names:  # where following the log record by record got
+                assert projection(c, name)["state"] == followed[name]["state"]
+        status, overview = Http(proc.http_url).json("GET", "/_iiilog/api/overview")
+        assert status == 200
+        assert {p["name"]: p["start"] for p in overview["projections"]} == {
+            n: only_after for n in names
+        }
     finally:
         if proc.alive():
             proc.stop()
