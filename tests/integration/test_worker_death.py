@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from engine.durable import delivery_trace
+from engine.subscription_rules import delivery_trace
 from tests.harness import ROOT, EngineProcess, Http, call, wait_until
 from tests.harness import trigger_bound as bound
 
