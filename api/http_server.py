@@ -30,6 +30,7 @@ from engine.http_routes import (
     shape_response,
 )
 from engine.traces import HttpSpan, TraceStore
+from eventlog import wait_event
 from eventlog.codec import dumps_bytes, loads
 from eventlog.directory import RemoteRoute
 from projections.runner import ProjectionRunner
@@ -410,11 +411,7 @@ class HttpModule:
                     return self._buffered(result)
                 # null: a streamed body follows, unless no writer ever came.
                 if not response_body.writer_taken:
-                    try:
-                        await asyncio.wait_for(
-                            response_body.attached.wait(), NULL_GRACE_S
-                        )
-                    except TimeoutError:
+                    if not await wait_event(response_body.attached, NULL_GRACE_S):
                         return self._buffered(None)
                     continue
             await wake.wait()

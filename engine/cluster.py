@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from eventlog import EventLogError
+from eventlog import EventLogError, wait_event
 from eventlog.directory import Directory, NodeInfo, RemoteFunction, RemoteRoute
 
 from .errors import EngineError, FunctionNotFound
@@ -193,8 +193,7 @@ class SharedCluster:
         """Publish what changed here; refresh what the others serve."""
         interval = self.config.refresh_ms / 1000
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), interval)
+            await wait_event(self._dirty, interval)
             self._dirty.clear()
             try:
                 await self._publish()
@@ -356,8 +355,7 @@ class SharedCluster:
                     log.exception("cluster: lease %s", kept.name)
                     with contextlib.suppress(Exception):
                         await self._lose(kept)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lease_wake.wait(), interval)
+            await wait_event(self._lease_wake, interval)
             self._lease_wake.clear()
 
     async def _renew(self, kept: Kept, interval: float) -> None:
@@ -369,11 +367,8 @@ class SharedCluster:
         deadline = self._held.get(kept.name, 0.0)
         wait = max(deadline - sent - interval, interval)
         try:
-            held = bool(
-                await asyncio.wait_for(
-                    self.directory.acquire(kept.name, self.node_id, ttl), wait
-                )
-            )
+            async with asyncio.timeout(wait):  # not wait_for: see eventlog/waiting.py
+                held = bool(await self.directory.acquire(kept.name, self.node_id, ttl))
         except (EventLogError, TimeoutError) as e:
             log.warning("cluster: lease %s not renewed: %s", kept.name, e or "timeout")
             held = False  # cannot prove it is ours: stop, to be safe

@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from eventlog import wait_event
+
 from .core import DEFAULT_NS, CallContext, Engine, FunctionEntry, now_ms
 from .errors import EngineError
 from .ids import random_uuid
@@ -163,12 +165,8 @@ class Observers:
                 await self._wake.wait()
                 continue
             delay = (deadline - now_ms()) / 1000
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                    continue
-                except TimeoutError:
-                    pass
+            if delay > 0 and await wait_event(self._wake, delay):
+                continue
             self.apply(self.book.tick(now_ms()))
 
     # -- the registry ------

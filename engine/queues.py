@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from eventlog import Kind, Mutation, Origin, Outcome, Record
+from eventlog import Kind, Mutation, Origin, Outcome, Record, wait_event
 from eventlog.codec import dumps
 
 from .core import CallContext, Engine
@@ -312,10 +312,7 @@ class QueueModule:
             timeout = config.poll_interval_ms / 1000
             if next_due is not None:
                 timeout = min(timeout, max(0.0, (next_due - now) / 1000))
-            try:
-                await asyncio.wait_for(wake.wait(), timeout)
-            except TimeoutError:
-                pass
+            await wait_event(wake, timeout)
 
     async def _deliver(self, config: QueueConfig, message: Message) -> None:
         queue = message.queue

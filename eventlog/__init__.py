@@ -24,6 +24,7 @@ from .records import KINDS, Kind, Origin, Record
 from .sqlite import SqliteStore
 from .store import LogScanner, LogStore, ViewRow
 from .tail import LogTail
+from .waiting import wait_event
 from .writer import LogWriter
 
 __all__ = [
@@ -57,4 +58,5 @@ __all__ = [
     "StoreError",
     "Unpark",
     "ViewRow",
+    "wait_event",
 ]

@@ -22,6 +22,7 @@ from collections import deque
 from .errors import EventLogError
 from .records import Record
 from .store import LogStore
+from .waiting import wait_event
 
 log = logging.getLogger("iiilog.tail")
 
@@ -65,10 +66,7 @@ class LogTail:
     async def follow(self, poll_s: float) -> None:
         """Publish what other writers committed, until cancelled."""
         while True:
-            try:
-                await asyncio.wait_for(self._poked.wait(), poll_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._poked, poll_s)
             self._poked.clear()
             try:
                 await self.catch_up()
@@ -96,9 +94,6 @@ class LogTail:
     async def wait_beyond(self, offset: int, timeout: float | None = None) -> bool:
         """Wait until the head passes ``offset``; False on timeout."""
         while self.head <= offset:
-            changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), timeout)
-            except TimeoutError:
+            if not await wait_event(self._changed, timeout):
                 return self.head > offset
         return True

@@ -35,6 +35,7 @@ from ..mutations import Address, BatchResult, Mutation
 from ..planner import Plan, plan_batch
 from ..records import Record
 from ..rows import row_to_record
+from ..waiting import wait_event
 from . import schema as q
 from .directory import PostgresDirectory
 from .reads import Conn, PostgresReads, errors
@@ -125,9 +126,8 @@ class PostgresStore(PostgresReads):
                 await conn.add_listener(q.NOTIFY_CHANNEL, lambda *_: wake())
                 wake()
                 while not lost.is_set():
-                    try:
-                        await asyncio.wait_for(lost.wait(), retry_s * 5)
-                    except TimeoutError:  # a silent half-open socket: probe it
+                    if not await wait_event(lost, retry_s * 5):
+                        # a silent half-open socket: probe it
                         await conn.fetchval("SELECT 1", timeout=retry_s * 5)
             except (
                 OSError,
