@@ -3,9 +3,13 @@
 Starts ``iiilog serve`` on the data dir, waits until *that* engine has written
 its ``engine.json`` (never an older file, nor another engine's), starts
 ``examples/todo/worker.py`` against it, prints the URLs, and stops both on
-Ctrl-C or SIGTERM: the worker first, then the engine, each killed if it has
-not exited within its grace period. An engine already running on the data dir
-is left alone: the new one refuses the dir (its lock) and this script exits.
+Ctrl-C, SIGTERM or SIGHUP: the worker first, then the engine, each killed if
+it has not exited within its grace period. The engine runs in a session of its
+own, so a terminal's Ctrl-C (sent to the whole foreground group) reaches the
+worker and this script but not the engine: the worker closes its sockets while
+the engine is still there, instead of retrying a connection to an engine that
+is going away. An engine already running on the data dir is left alone: the
+new one refuses the dir (its lock) and this script exits.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -65,24 +68,27 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.parse_args(argv)
-    stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+    # No lock in a signal handler (``Event.set`` deadlocks if the signal lands
+    # while this thread holds the event's lock): a flag, polled.
+    signals: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _: signals.append(signum))
     data_dir = Path(os.environ.get("IIILOG_DATA_DIR", ROOT / "data"))
     engine = subprocess.Popen(
         [sys.executable, "-m", "api", "serve", "--data-dir", str(data_dir)],
         cwd=ROOT,
+        start_new_session=True,  # stopped by this script, after the worker
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     info = None
-    while info is None and engine.poll() is None and not stopping.is_set():
+    while info is None and engine.poll() is None and not signals:
         if time.monotonic() > deadline:
             break
         info = _engine_info(data_dir / "engine.json", engine.pid)
-        stopping.wait(0.1)
+        time.sleep(0.1)
     if info is None:
         _stop(engine, "engine", ENGINE_GRACE_S)
-        if stopping.is_set():
+        if signals:
             return 0
         print("run_dev: the engine did not start (see above)", file=sys.stderr)
         return 1
@@ -103,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         "  Ctrl-C stops both.\n",
         flush=True,
     )
-    while not stopping.wait(0.2):
+    while not signals:
+        time.sleep(0.1)
         if engine.poll() is not None or worker.poll() is not None:
             break
     _stop(worker, "worker", WORKER_GRACE_S)
     _stop(engine, "engine", ENGINE_GRACE_S)
-    return 0 if stopping.is_set() else 1
+    return 0 if signals else 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import html
 import logging
 import os
 import signal
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -280,10 +279,14 @@ def main() -> None:
         )
     log.info("todo worker connected to %s", url)
 
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    done.wait()
+    # A signal handler must not take a lock: ``Event.set`` in one deadlocks
+    # when the signal lands while this thread holds the event's lock (Ctrl-C
+    # and run_dev's SIGTERM arrive together). A flag and a short sleep do not.
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _: stop.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _: stop.append(signum))
+    while not stop:
+        time.sleep(0.1)
     iii.shutdown()
 
 

@@ -5,6 +5,7 @@ in it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -99,7 +100,8 @@ class RunDev:
         return wait_until(ready, 60, 0.1, "the todo routes")
 
     def interrupt(self) -> float:
-        """Ctrl-C: SIGINT to the group; seconds until no process of it is left."""
+        """Ctrl-C: SIGINT to the group (the engine, in a session of its own, is
+        stopped by run_dev); seconds until no process of the group is left."""
         started = time.monotonic()
         os.killpg(self.proc.pid, signal.SIGINT)
         while group_members(self.proc.pid) and time.monotonic() - started < 30:
@@ -109,8 +111,13 @@ class RunDev:
         return elapsed
 
     def kill(self) -> None:
-        for pid in group_members(self.proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        info = self.engine_info()  # the engine runs in a session of its own
+        pids = group_members(self.proc.pid)
+        if info is not None and Path(f"/proc/{info['pid']}").exists():
+            pids.append(info["pid"])
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if self.proc.poll() is None:
             self.proc.wait(5)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,10 @@ def main() -> None:
             "config": {"scope": source, "max_in_flight": 1},
         }
     )
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    done.wait()
+    stop: list[int] = []  # no lock in a signal handler (see the todo worker)
+    signal.signal(signal.SIGTERM, lambda signum, _: stop.append(signum))
+    while not stop:
+        time.sleep(0.1)
     iii.shutdown()
 
 
