@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -81,6 +82,11 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"cannot start: {_reason(e, data_dir)}", file=sys.stderr)
         await server.stop()
         return 2
+    # What start-up built (modules, models, registries) lives as long as the
+    # engine: out of the cyclic collector's way, so a full collection walks
+    # only what requests create (a 25 ms pause otherwise, in the tail latency).
+    gc.collect()
+    gc.freeze()
     print("iiilog is running", flush=True)
     for name, url in urls.items():
         print(f"  {name.replace('_url', ''):<8} {url}", flush=True)
