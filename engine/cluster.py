@@ -152,7 +152,7 @@ class SharedCluster:
         """Leave: stop what this node held, and tell the others at once (its
         leases and its functions go with it)."""
         for kept in list(self._kept.values()):
-            await self._stop_kept(kept)
+            await kept.stop()
         self._held.clear()
         with contextlib.suppress(EventLogError):
             await self.directory.leave(self.node_id)
@@ -198,13 +198,14 @@ class SharedCluster:
             try:
                 await self._publish()
                 await self._refresh()
-            except Exception as e:  # never give up: the directory is the truth
-                if isinstance(e, EventLogError):
-                    log.warning("cluster: directory sync failed: %s", e)
-                else:
-                    log.exception("cluster: directory sync failed")
-                self._dirty.set()
-                await asyncio.sleep(interval)
+            except EventLogError as e:
+                log.warning("cluster: directory sync failed: %s", e)
+            except Exception:  # a bug must not stop the sync for good
+                log.exception("cluster: directory sync failed")
+            else:
+                continue
+            self._dirty.set()  # try again after a pause
+            await asyncio.sleep(interval)
 
     def _on_engine_event(self, event: str, worker_id: str | None) -> None:
         if event in ("functions_changed", "worker_disconnected"):
@@ -325,7 +326,7 @@ class SharedCluster:
         next holder starts from there."""
         kept = self._kept.pop(name, None)
         if kept is not None:
-            await self._stop_kept(kept)
+            await kept.stop()
             if before_release is not None and self.holds(name):
                 try:
                     await before_release()
@@ -397,15 +398,8 @@ class SharedCluster:
         running = kept.task is not None and not kept.task.done()
         if running:
             log.info("cluster: lease %s lost; stopping it here", kept.name)
-            await self._stop_kept(kept)
+            await kept.stop()
         self._held.pop(kept.name, None)
-
-    async def _stop_kept(self, kept: Kept) -> None:
-        task, kept.task = kept.task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def claim_fire(self, job: str, scheduled_ms: int) -> bool:
         try:

@@ -42,6 +42,14 @@ class Kept:
     run: Runner
     task: asyncio.Task[Any] | None = None
 
+    async def stop(self) -> None:
+        """Cancel the task, if it runs, and wait until it has ended."""
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
 
 async def _again(kept: Kept) -> None:
     """Run a kept task; one that fails starts again (what a shared node's
@@ -73,11 +81,10 @@ class SoloCluster:
 
     async def drop(self, name: str, before_release: Saver | None = None) -> None:
         kept = self._kept.pop(name, None)
-        if kept is not None and kept.task is not None:
-            kept.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await kept.task
-        if kept is not None and before_release is not None:
+        if kept is None:
+            return
+        await kept.stop()
+        if before_release is not None:
             await before_release()
 
     def holds(self, name: str) -> bool:
